@@ -24,8 +24,22 @@ export interface ParsedConfig {
   id?: string;
   /** The bhyve positional argument (`tap0`, `vale0:1`), if any. */
   positional?: string;
+  /** Where the positional argument starts in the input (for error carets). */
+  positionalOffset?: number;
   options: RawOption[];
   input: string;
+}
+
+/**
+ * Where a value came from, so a sub-parser (hostfwd, a `;` list item) can point an error at the
+ * exact characters of the whole config string. `offset` is the input index of the value's first
+ * character; with `escaped` the value was unescaped from the input (each `,` was written `,,`),
+ * so indexes are mapped by walking the input rather than by adding.
+ */
+export interface ValueSource {
+  input: string;
+  offset: number;
+  escaped?: boolean;
 }
 
 /** `guestfwd=[tcp]:guestaddr:guestport-cmd:COMMAND` or `-HOST:PORT`. */

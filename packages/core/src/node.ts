@@ -1,0 +1,7 @@
+/**
+ * @guestnet/core/node — helpers that need Node: QEMU stream framing over a Duplex (net.Socket),
+ * QEMU dgram over a UDP socket, pcapng written to a file.
+ */
+export { attachStream, type AttachStreamOptions, type StreamAttachment, type StreamCounters, type StreamEnd } from './transports/stream-node.ts';
+export { attachDgram, type AttachDgramOptions, type DgramAttachment, type DgramCounters, type DgramPeer } from './transports/dgram.ts';
+export { openPcapFile, type PcapFileSink } from './middleware/pcap-file.ts';

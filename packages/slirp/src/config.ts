@@ -1,0 +1,227 @@
+/**
+ * Turns validated slirp options into the numbers the stack runs on: addresses as 32-bit integers
+ * and 16-byte arrays, host parts (".2") resolved against `net`, limits in bytes and ms.
+ * Inconsistent settings (a gateway outside `net`, a DHCP range running past the broadcast address)
+ * are control-path errors with a hint.
+ */
+import { ErrorCode, GuestnetError, type GuestFwdRule, type HostFwdRule } from '@guestnet/core';
+
+export interface SlirpConfig {
+  ipv4: boolean;
+  ipv6: boolean;
+  /** Network address, prefix length and mask. */
+  net: number;
+  prefixLen: number;
+  mask: number;
+  /** Gateway ("host") and virtual DNS addresses. */
+  host: number;
+  dns: number;
+  dhcpStart: number;
+  dhcpCount: number;
+  broadcast: number;
+  gatewayMac: Uint8Array;
+  ipv6Prefix: Uint8Array;
+  ipv6PrefixLen: number;
+  ipv6Host: Uint8Array;
+  ipv6Dns: Uint8Array;
+  /** fe80::2 style link-local address the router advertisements come from. */
+  ipv6LinkLocal: Uint8Array;
+  restrict: boolean;
+  loopback: boolean;
+  hostname: string;
+  domainname: string;
+  dnssearch: string[];
+  tftpRoot: string;
+  tftpServerName: string;
+  bootfile: string;
+  hostfwd: HostFwdRule[];
+  guestfwd: GuestFwdRule[];
+  mtu: number;
+  dnsUpstream: { address: string; port: number; family: 4 | 6 }[];
+  allow: { family: 4 | 6; addr: Uint8Array; prefixLen: number }[];
+  maxTcpFlows: number;
+  maxUdpFlows: number;
+  maxFlowBuffer: number;
+  maxTotalBuffer: number;
+  maxReassembly: number;
+  udpTimeoutMs: number;
+}
+
+export function ip4(s: string): number | null {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m) return null;
+  const p = m.slice(1).map(Number);
+  if (p.some((x) => x > 255)) return null;
+  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
+}
+
+export function ip4str(n: number): string {
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
+export function ip6(s: string): Uint8Array | null {
+  let str = s;
+  const out = new Uint8Array(16);
+  // Embedded IPv4 tail (::ffff:1.2.3.4).
+  const v4m = /:(\d+\.\d+\.\d+\.\d+)$/.exec(str);
+  let tail: number[] = [];
+  if (v4m) {
+    const v = ip4(v4m[1]!);
+    if (v === null) return null;
+    tail = [v >>> 16, v & 0xffff];
+    str = `${str.slice(0, v4m.index)}:`;
+    if (str.endsWith('::')) str = `${str}`;
+    else str = str.slice(0, -1);
+  }
+  const dbl = str.split('::');
+  if (dbl.length > 2) return null;
+  const parse = (x: string) => (x === '' ? [] : x.split(':'));
+  const head = parse(dbl[0]!);
+  const rest = dbl.length === 2 ? parse(dbl[1]!) : [];
+  const groups = [...head, ...rest].length + tail.length;
+  if (dbl.length === 1 && groups !== 8) return null;
+  if (groups > 8 || (dbl.length === 2 && groups > 7)) return null;
+  const words: number[] = [];
+  for (const g of head) {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
+    words.push(parseInt(g, 16));
+  }
+  if (dbl.length === 2) for (let i = 0; i < 8 - groups; i++) words.push(0);
+  for (const g of rest) {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
+    words.push(parseInt(g, 16));
+  }
+  words.push(...tail);
+  if (words.length !== 8) return null;
+  words.forEach((w, i) => {
+    out[i * 2] = w >>> 8;
+    out[i * 2 + 1] = w & 0xff;
+  });
+  return out;
+}
+
+function bad(message: string, hint?: string): GuestnetError {
+  return new GuestnetError(ErrorCode.BadConfig, message, hint ? { hint } : {});
+}
+
+function cidr4(s: string): { addr: number; prefixLen: number } {
+  const [a, p] = s.split('/');
+  const addr = ip4(a ?? '');
+  const prefixLen = p === undefined ? 24 : Number(p);
+  if (addr === null || !Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > 30) {
+    throw bad(`net=${s} is not an IPv4 network`, 'write it as 10.0.2.0/24 (prefix length 0..30)');
+  }
+  return { addr, prefixLen };
+}
+
+function maskOf(prefixLen: number): number {
+  return prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
+}
+
+/** Resolve ".2", "2" or "10.0.2.2" against the network. */
+function hostIn(value: string, net: number, mask: number, what: string): number {
+  let addr: number | null;
+  if (/^\.?\d+$/.test(value)) addr = (net | Number(value.replace('.', ''))) >>> 0;
+  else addr = ip4(value);
+  if (addr === null) throw bad(`${what}=${value} is not an IPv4 address`);
+  if (((addr & mask) >>> 0) !== net) throw bad(`${what}=${value} is outside net=${ip4str(net)}/${32 - Math.clz32(~mask >>> 0 || 0)}`, `pick an address inside the guest network`);
+  return addr;
+}
+
+function parseUpstream(s: string): { address: string; port: number; family: 4 | 6 } {
+  const m = /^\[?([^\]#]+?)\]?(?:#(\d+)|\]:(\d+))?$/.exec(s.trim());
+  const address = m?.[1] ?? '';
+  const port = Number(m?.[2] ?? m?.[3] ?? 53);
+  const family = ip4(address) !== null ? 4 : ip6(address) !== null ? 6 : 0;
+  if (!family || port < 1 || port > 65535) throw bad(`dns-upstream entry '${s}' is not an address`, 'write 127.0.0.1, 127.0.0.1#5353 or [::1]:53');
+  return { address, port, family };
+}
+
+function parseAllow(s: string): { family: 4 | 6; addr: Uint8Array; prefixLen: number } {
+  const [a, p] = s.trim().split('/');
+  const v4 = ip4(a ?? '');
+  if (v4 !== null) {
+    const prefixLen = p === undefined ? 32 : Number(p);
+    if (!(prefixLen >= 0 && prefixLen <= 32)) throw bad(`allow entry '${s}' has a bad prefix length`);
+    return { family: 4, addr: Uint8Array.of(v4 >>> 24, (v4 >>> 16) & 255, (v4 >>> 8) & 255, v4 & 255), prefixLen };
+  }
+  const v6 = ip6(a ?? '');
+  if (v6) {
+    const prefixLen = p === undefined ? 128 : Number(p);
+    if (!(prefixLen >= 0 && prefixLen <= 128)) throw bad(`allow entry '${s}' has a bad prefix length`);
+    return { family: 6, addr: v6, prefixLen };
+  }
+  throw bad(`allow entry '${s}' is not a CIDR`, 'write e.g. 127.0.0.0/8;::1/128');
+}
+
+function mac(s: string): Uint8Array {
+  const parts = s.split(/[:-]/);
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{1,2}$/.test(p))) throw bad(`mac=${s} is not a MAC address`);
+  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
+}
+
+export function resolveSlirpConfig(o: Record<string, unknown>): SlirpConfig {
+  const { addr: netRaw, prefixLen } = cidr4(String(o.net ?? '10.0.2.0/24'));
+  const mask = maskOf(prefixLen);
+  const net = (netRaw & mask) >>> 0;
+  const host = hostIn(String(o.host ?? '.2'), net, mask, 'host');
+  const dns = hostIn(String(o.dns ?? '.3'), net, mask, 'dns');
+  const dhcpStart = hostIn(String(o.dhcpstart ?? '.15'), net, mask, 'dhcpstart');
+  const broadcast = (net | ~mask) >>> 0;
+  const dhcpCount = Math.max(0, Math.min(16, broadcast - dhcpStart));
+  if (dhcpCount === 0) throw bad('dhcpstart leaves no room for leases before the broadcast address');
+  const [p6, l6] = String(o['ipv6-net'] ?? 'fec0::/64').split('/');
+  const ipv6Prefix = ip6(p6 ?? '');
+  const ipv6PrefixLen = l6 === undefined ? 64 : Number(l6);
+  if (!ipv6Prefix || !(ipv6PrefixLen >= 1 && ipv6PrefixLen <= 126)) throw bad(`ipv6-net=${String(o['ipv6-net'])} is not an IPv6 prefix`);
+  const in6 = (v: unknown, dflt: number, what: string): Uint8Array => {
+    const a = v === undefined || v === '' ? null : ip6(String(v));
+    if (v !== undefined && v !== '' && !a) throw bad(`${what}=${String(v)} is not an IPv6 address`);
+    if (a) return a;
+    const r = ipv6Prefix.slice();
+    r[15] = dflt;
+    return r;
+  };
+  const ll = new Uint8Array(16);
+  ll[0] = 0xfe;
+  ll[1] = 0x80;
+  ll[15] = 2;
+  const mtu = Number(o.mtu ?? 1500);
+  return {
+    ipv4: o.ipv4 !== false,
+    ipv6: o.ipv6 !== false,
+    net,
+    prefixLen,
+    mask,
+    host,
+    dns,
+    dhcpStart,
+    dhcpCount,
+    broadcast,
+    gatewayMac: mac(String(o.mac ?? '52:55:0a:00:02:02')),
+    ipv6Prefix,
+    ipv6PrefixLen,
+    ipv6Host: in6(o['ipv6-host'], 2, 'ipv6-host'),
+    ipv6Dns: in6(o['ipv6-dns'], 3, 'ipv6-dns'),
+    ipv6LinkLocal: ll,
+    restrict: o.restrict === true,
+    loopback: o.loopback !== false,
+    hostname: String(o.hostname ?? ''),
+    domainname: String(o.domainname ?? ''),
+    dnssearch: ((o.dnssearch as string[] | undefined) ?? []).filter(Boolean),
+    tftpRoot: String(o.tftp ?? ''),
+    tftpServerName: String(o['tftp-server-name'] ?? ''),
+    bootfile: String(o.bootfile ?? ''),
+    hostfwd: (o.hostfwd as HostFwdRule[] | undefined) ?? [],
+    guestfwd: (o.guestfwd as GuestFwdRule[] | undefined) ?? [],
+    mtu,
+    dnsUpstream: ((o['dns-upstream'] as string[] | undefined) ?? []).filter(Boolean).map(parseUpstream),
+    allow: ((o.allow as string[] | undefined) ?? []).filter(Boolean).map(parseAllow),
+    maxTcpFlows: Number(o['max-tcp-flows'] ?? 4096),
+    maxUdpFlows: Number(o['max-udp-flows'] ?? 1024),
+    maxFlowBuffer: Number(o['max-flow-buffer'] ?? 1 << 20),
+    maxTotalBuffer: Number(o['max-total-buffer'] ?? 256 << 20),
+    maxReassembly: Number(o['max-reassembly'] ?? 1 << 20),
+    udpTimeoutMs: Number(o['udp-timeout'] ?? 60) * 1000,
+  };
+}
