@@ -536,7 +536,7 @@ function optionList(o: Dhcpv4Options): Array<[number, Uint8Array]> {
   const out: Array<[number, Uint8Array]> = [];
   const done = new Set<number>();
   const add = (code: number): void => {
-    if (done.has(code) || code === Dhcpv4OptionCode.PAD || code === Dhcpv4OptionCode.END) return;
+    if (done.has(code) || code === Dhcpv4OptionCode.PAD || code === Dhcpv4OptionCode.END || code === Dhcpv4OptionCode.OVERLOAD) return;
     const t = BY_CODE.get(code);
     if (t !== undefined && rec[t[1]] !== undefined) {
       out.push([code, encodeValue(t[2], rec[t[1]])]);

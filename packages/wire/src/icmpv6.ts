@@ -32,13 +32,13 @@ export const Icmpv6Field = {
   BODY: 8,
 } as const;
 export const ICMPV6_HEADER_LEN = 8;
-export const IPV6_NEXT_HEADER_ICMPV6 = 58;
+export const ICMPV6_NEXT_HEADER = 58;
 /** Offsets of source and destination inside an IPv6 header. */
 const IPV6_SRC = 8;
 const IPV6_DST = 24;
-export const IPV6_MIN_MTU = 1280;
+export const ICMPV6_MIN_MTU = 1280;
 /** Most bytes of an invoking packet an error message may carry (1280 - 40 - 8). */
-export const ICMPV6_ERROR_MAX_INVOKING = IPV6_MIN_MTU - 40 - ICMPV6_HEADER_LEN;
+export const ICMPV6_ERROR_MAX_INVOKING = ICMPV6_MIN_MTU - 40 - ICMPV6_HEADER_LEN;
 
 export const Icmpv6Type = {
   DST_UNREACHABLE: 1,
@@ -73,7 +73,7 @@ export const Icmpv6ParamProblemCode = { HEADER_FIELD: 0, NEXT_HEADER: 1, OPTION:
  * complemented. `ip`/`ipOff` locate the IPv6 header holding source and destination.
  */
 function icmpv6Sum(bytes: Uint8Array, off: number, len: number, ip: Uint8Array, ipOff: number): number {
-  return foldSum(sum16(bytes, off, len, pseudoSumV6(ip, ipOff + IPV6_SRC, ipOff + IPV6_DST, IPV6_NEXT_HEADER_ICMPV6, len)));
+  return foldSum(sum16(bytes, off, len, pseudoSumV6(ip, ipOff + IPV6_SRC, ipOff + IPV6_DST, ICMPV6_NEXT_HEADER, len)));
 }
 
 /**
@@ -81,7 +81,7 @@ function icmpv6Sum(bytes: Uint8Array, off: number, len: number, ip: Uint8Array, 
  * with the pseudo-header from the IPv6 header at ip[ipOff].
  */
 export function icmpv6Checksum(bytes: Uint8Array, off: number, len: number, ip: Uint8Array, ipOff: number): number {
-  return checksum(bytes, off, len, pseudoSumV6(ip, ipOff + IPV6_SRC, ipOff + IPV6_DST, IPV6_NEXT_HEADER_ICMPV6, len));
+  return checksum(bytes, off, len, pseudoSumV6(ip, ipOff + IPV6_SRC, ipOff + IPV6_DST, ICMPV6_NEXT_HEADER, len));
 }
 
 /** Zero-copy view of an ICMPv6 message (the IPv6 payload). */

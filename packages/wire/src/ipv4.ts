@@ -66,35 +66,34 @@ export class Ipv4View {
   /** min(total length, len): the datagram bytes actually present. */
   private end = 0;
 
-  /** Point the view at bytes[off, off+len). False when the header or length fields lie. */
+  /** Point the view at bytes[off, off+len). False when the header or length fields lie; the
+   * view is left unchanged then. */
   reset(bytes: Uint8Array, off: number, len: number): boolean {
-    if (!this.check(bytes, off, len)) return false;
+    const hl = headerLenOf(bytes, off, len);
+    if (hl < 0) return false;
     const total = readU16(bytes, off + Ipv4Field.TOTAL_LEN);
-    if (total < this.headerLen || total > len) return false;
-    this.end = total;
+    if (total < hl || total > len) return false;
+    this.commit(bytes, off, len, hl, total);
     return true;
   }
 
   /** Relaxed reset for a datagram quoted in an ICMP error: the header must be complete, the
    * payload may be cut short (RFC 792 quotes the header + 8 bytes). */
   resetQuoted(bytes: Uint8Array, off: number, len: number): boolean {
-    if (!this.check(bytes, off, len)) return false;
+    const hl = headerLenOf(bytes, off, len);
+    if (hl < 0) return false;
     const total = readU16(bytes, off + Ipv4Field.TOTAL_LEN);
-    if (total < this.headerLen) return false;
-    this.end = total < len ? total : len;
+    if (total < hl) return false;
+    this.commit(bytes, off, len, hl, total < len ? total : len);
     return true;
   }
 
-  private check(bytes: Uint8Array, off: number, len: number): boolean {
-    if (off < 0 || len < IPV4_HEADER_LEN || off + len > bytes.length) return false;
-    const vi = bytes[off]!;
-    const hl = (vi & 0x0f) << 2;
-    if (vi >>> 4 !== 4 || hl < IPV4_HEADER_LEN || hl > len) return false;
+  private commit(bytes: Uint8Array, off: number, len: number, hl: number, end: number): void {
     this.bytes = bytes;
     this.off = off;
     this.len = len;
     this.headerLen = hl;
-    return true;
+    this.end = end;
   }
 
   get version(): number {
@@ -214,6 +213,14 @@ export class Ipv4View {
     this.bytes[p] = this.bytes[p]! - 1;
     this.checksum = updateChecksum16(this.checksum, old, readU16(this.bytes, p));
   }
+}
+
+/** IHL * 4 when bytes[off, off+len) starts with a plausible IPv4 header, else -1. */
+function headerLenOf(bytes: Uint8Array, off: number, len: number): number {
+  if (off < 0 || len < IPV4_HEADER_LEN || off + len > bytes.length) return -1;
+  const vi = bytes[off]!;
+  const hl = (vi & 0x0f) << 2;
+  return vi >>> 4 !== 4 || hl < IPV4_HEADER_LEN || hl > len ? -1 : hl;
 }
 
 /** Pseudo-header sum (RFC 793 §3.1) from numeric addresses, for TCP/UDP checksums. Not folded. */

@@ -103,6 +103,16 @@ describe('tftp malformed input', () => {
     expect(parseTftp(v)).toBeNull();
   });
 
+  it('treats option names like __proto__ as plain unknown options', () => {
+    const b = Uint8Array.from([0, 1, ...ascii('f\0octet\0__proto__\x001\0constructor\x002\0')]);
+    const r = parse(b)!;
+    expect(r).toEqual({
+      op: 'rrq', filename: 'f', mode: 'octet',
+      options: { extra: [{ name: '__proto__', value: '1' }, { name: 'constructor', value: '2' }], order: ['__proto__', 'constructor'] },
+    });
+    expect(emit(r)).toEqual(b);
+  });
+
   it('keeps out-of-range or non-numeric known options untyped, for the server to ignore', () => {
     const b = Uint8Array.from([0, 1, ...ascii('f\0octet\0BLKSIZE\x004\0timeout\x00abc\0blksize\x00512\0')]);
     expect(parse(b)).toEqual({

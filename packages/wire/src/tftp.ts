@@ -101,12 +101,13 @@ function latin1(bytes: Uint8Array, from: number, to: number): string {
   return s;
 }
 
-const RANGES: Record<string, [number, number]> = {
-  blksize: [8, 65464],
-  timeout: [1, 255],
-  windowsize: [1, 65535],
-  tsize: [0, Number.MAX_SAFE_INTEGER],
-};
+// A Map, not an object literal: option names come from the wire ('__proto__', 'constructor').
+const RANGES = new Map<string, readonly [number, number]>([
+  ['blksize', [8, 65464]], // RFC 2348
+  ['timeout', [1, 255]], // RFC 2349
+  ['windowsize', [1, 65535]], // RFC 7440
+  ['tsize', [0, Number.MAX_SAFE_INTEGER]], // RFC 2349
+]);
 
 function parseDecimal(s: string): number {
   if (s.length === 0 || s.length > 16 || !/^[0-9]+$/.test(s)) return -1;
@@ -117,6 +118,7 @@ function parseDecimal(s: string): number {
 function parseOptions(bytes: Uint8Array, p: number, end: number): TftpOptions | null {
   const opts: TftpOptions = {};
   const order: string[] = [];
+  const seenNames = new Set<string>();
   while (p < end) {
     const n0 = findNul(bytes, p, end);
     if (n0 < 0) return null;
@@ -125,15 +127,18 @@ function parseOptions(bytes: Uint8Array, p: number, end: number): TftpOptions | 
     const name = latin1(bytes, p, n0).toLowerCase();
     const value = latin1(bytes, n0 + 1, v0);
     p = v0 + 1;
-    const range = RANGES[name];
+    const range = RANGES.get(name);
     const num = range === undefined ? -1 : parseDecimal(value);
-    const seen = order.includes(name);
+    const seen = seenNames.has(name);
     if (range !== undefined && !seen && num >= range[0] && num <= range[1]) {
       (opts as Record<string, unknown>)[name] = num;
     } else {
       (opts.extra ??= []).push({ name, value });
     }
-    if (!seen) order.push(name);
+    if (!seen) {
+      seenNames.add(name);
+      order.push(name);
+    }
   }
   if (order.length > 0) opts.order = order;
   return opts;
@@ -185,25 +190,25 @@ const KNOWN = ['blksize', 'tsize', 'timeout', 'windowsize'] as const;
 /** Ordered name/value pairs the options object describes. */
 function optionPairs(o: TftpOptions): Array<[string, string]> {
   const pairs: Array<[string, string]> = [];
+  // Group extras by lowercased name once, keeping their relative order.
+  const extra = new Map<string, Array<{ name: string; value: string }>>();
+  for (const e of o.extra ?? []) {
+    const k = e.name.toLowerCase();
+    const list = extra.get(k);
+    if (list === undefined) extra.set(k, [e]);
+    else list.push(e);
+  }
   const done = new Set<string>();
   const add = (name: string): void => {
     if (done.has(name)) return;
-    const known = (KNOWN as readonly string[]).includes(name);
-    const val = known ? (o as Record<string, unknown>)[name] : undefined;
-    if (typeof val === 'number') {
-      pairs.push([name, String(val)]);
-      done.add(name);
-    }
-    for (const e of o.extra ?? []) {
-      if (e.name.toLowerCase() === name) {
-        pairs.push([e.name, e.value]);
-        done.add(name);
-      }
-    }
+    done.add(name);
+    const val = (KNOWN as readonly string[]).includes(name) ? (o as Record<string, unknown>)[name] : undefined;
+    if (typeof val === 'number') pairs.push([name, String(val)]);
+    for (const e of extra.get(name) ?? []) pairs.push([e.name, e.value]);
   };
   for (const n of o.order ?? []) add(n.toLowerCase());
   for (const n of KNOWN) add(n);
-  for (const e of o.extra ?? []) add(e.name.toLowerCase());
+  for (const n of extra.keys()) add(n);
   return pairs;
 }
 

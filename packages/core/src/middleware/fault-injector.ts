@@ -64,6 +64,16 @@ export class Xoshiro128ss {
     if ((this.a | this.b | this.c | this.d) === 0) this.a = 1; // the all-zero state is a fixed point
   }
 
+  /** A generator with the given raw state (test vectors); not all zero. */
+  static fromState(a: number, b: number, c: number, d: number): Xoshiro128ss {
+    const g = new Xoshiro128ss(0);
+    g.a = a | 0;
+    g.b = b | 0;
+    g.c = c | 0;
+    g.d = d | 0;
+    return g;
+  }
+
   /** A uniform 32-bit unsigned integer. */
   nextU32(): number {
     const r = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
