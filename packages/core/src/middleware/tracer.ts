@@ -255,7 +255,10 @@ function describeL4(fam: string, src: string, dst: string, proto: number, b: Uin
       if (end - o < 20) return `${addrs} tcp truncated`;
       const doff = (b[o + 12]! >> 4) * 4;
       const payload = doff >= 20 && doff <= end - o ? end - o - doff : 0;
-      return `${fam} ${ep(src, u16(b, o))} > ${ep(dst, u16(b, o + 2))} tcp [${tcpFlags(b[o + 13]!)}] len=${payload}`;
+      const seq = ((b[o + 4]! << 24) | (b[o + 5]! << 16) | (b[o + 6]! << 8) | b[o + 7]!) >>> 0;
+      const ack = ((b[o + 8]! << 24) | (b[o + 9]! << 16) | (b[o + 10]! << 8) | b[o + 11]!) >>> 0;
+      const ackPart = b[o + 13]! & 0x10 ? ` ack ${ack}` : '';
+      return `${fam} ${ep(src, u16(b, o))} > ${ep(dst, u16(b, o + 2))} tcp [${tcpFlags(b[o + 13]!)}] seq ${seq}${ackPart} win ${u16(b, o + 14)} len=${payload}`;
     }
     case 17: {
       if (end - o < 8) return `${addrs} udp truncated`;

@@ -753,6 +753,8 @@ export class TcpConnection implements TcpPayloadSource {
       if (segLen > 0 && seqLe(end, rcvNxt)) stats.dropDuplicate++;
       else stats.dropOutOfWindow++;
       this.ackNow = true;
+      // TIME-WAIT: a retransmitted FIN (our ACK of it was lost) restarts the timer (RFC 9293 §3.10.7.4).
+      if (st === S_TIME_WAIT && fin) this.timeWaitAt = now + this.config.timeWaitMs;
       return true;
     }
     // TS.Recent (RFC 7323 §4.3).
@@ -1148,7 +1150,8 @@ export class TcpConnection implements TcpPayloadSource {
       if (len > 0 && len === unsent) flags |= PSH;
       const retrans = seqLt(sndNxt, this.sndMax);
       if (retrans) this.stats.retransmits++;
-      else this.stats.bytesOut += len;
+      const fresh = seqSub(seqAdd(sndNxt, len), this.sndMax);
+      if (fresh > 0) this.stats.bytesOut += fresh;
       this.emitSegment(now, sndNxt, flags, len);
       const next = seqAdd(sndNxt, fin ? len + 1 : len);
       this.sndNxt = next;

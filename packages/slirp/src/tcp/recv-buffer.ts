@@ -10,7 +10,8 @@
  *
  * Bounds (RFC 9293 §3.10.7.4): nothing past the advertised right edge is kept — the excess is
  * dropped and counted (`beyondWindow`) — and nothing farther than the ring size past RCV.NXT
- * (`overflow`); a segment that would need a ninth range is dropped too. The sender retransmits.
+ * (`overflow`); a segment that would need one range more than the
+ * limit is dropped too. The sender retransmits.
  *
  * Also produces SACK blocks (RFC 2018 §4): the range holding the latest out-of-order segment first,
  * then the others. Not here: FIN handling, window computation (connection.ts).
@@ -19,7 +20,7 @@
 import { seqAdd, seqGt, seqLe, seqLt, seqSub } from './seq.ts';
 
 /** Maximum number of disjoint out-of-order runs remembered. */
-export const MAX_OOO_RANGES = 8;
+export const MAX_OOO_RANGES = 32;
 
 /** Receives in-order data; `chunk` is borrowed (valid only during the call). */
 export interface RecvSink {
