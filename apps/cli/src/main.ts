@@ -12,7 +12,7 @@ import { isGuestnetError, ConfigError } from '@guestnet/core';
 import { commands, usage } from './commands/index.ts';
 import { UsageError } from './usage-error.ts';
 
-export async function main(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
+export async function main(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === '--help' || cmd === '-h') {
     out.write(await usage());

@@ -5,6 +5,11 @@
  *
  * The allow-list applies to outside destinations only: the gateway mapping (loopback=), the DNS
  * relay and guestfwd targets are configured explicitly and are not filtered by it.
+ *
+ * restrict=on (libslirp's `restrict`) isolates the guest: only the virtual services (DHCP, DNS,
+ * TFTP, NDP), guestfwd targets and hostfwd peers are reachable. The gateway's loopback mapping is
+ * not a virtual service — it reaches every service on the host's loopback — so with restrict it
+ * is dropped too (counted `restrict`), as libslirp drops everything but guestfwd in tcp_input.
  */
 import { ipv4InSubnet, ipv4ToString, ipv6Equal, ipv6ToString, parseIpv4Addr, parseIpv6Addr, isIpv6Multicast, isIpv6LinkLocal, isIpv6Loopback, isIpv6Unspecified } from '@guestnet/wire';
 import type { GuestFwdRule } from '@guestnet/core';
@@ -87,6 +92,7 @@ export class Policy {
       }
       if (dst4 === c.host) {
         if (!c.loopback) return this.refuse('gateway-no-service');
+        if (c.restrict) return this.dropped('restrict');
         return { kind: 'inet', address: '127.0.0.1', port, family: 4 };
       }
       if (dst4 === c.dns) {
@@ -102,6 +108,7 @@ export class Policy {
     const d = dst6!;
     if (ipv6Equal(d, c.ipv6Host)) {
       if (!c.loopback) return this.refuse('gateway-no-service');
+      if (c.restrict) return this.dropped('restrict');
       return { kind: 'inet', address: '::1', port, family: 6 };
     }
     if (ipv6Equal(d, c.ipv6Dns)) {
@@ -121,6 +128,7 @@ export class Policy {
     if (family === 4) {
       if (dst4 === c.host) {
         if (!c.loopback) return this.dropped('gateway-no-service');
+        if (c.restrict) return this.dropped('restrict');
         return { address: '127.0.0.1', family: 4 };
       }
       if (dst4 === c.dns) return this.dropped('dns-address-port');
@@ -132,6 +140,7 @@ export class Policy {
     const d = dst6!;
     if (ipv6Equal(d, c.ipv6Host)) {
       if (!c.loopback) return this.dropped('gateway-no-service');
+      if (c.restrict) return this.dropped('restrict');
       return { address: '::1', family: 6 };
     }
     if (ipv6Equal(d, c.ipv6Dns)) return this.dropped('dns-address-port');

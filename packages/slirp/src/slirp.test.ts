@@ -66,7 +66,9 @@ describe('slirp stack', () => {
     await guest.dhcp();
     await guest.arp(GW);
     const sock = dgram.createSocket('udp4');
-    cleanups.push(() => sock.close());
+    cleanups.push(() => {
+      sock.close();
+    });
     const port = await listen(sock);
     sock.on('message', (m, r) => sock.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address));
     guest.sendUdp(GW, port, new TextEncoder().encode('hello'));

@@ -180,6 +180,9 @@ export class SlirpBackend extends BaseBackend {
   // ---- lifecycle -------------------------------------------------------------------------------
 
   protected async onInit(): Promise<void> {
+    // The upstream list must be known before the first guest SYN to the DNS address: the TCP
+    // path picks an upstream synchronously and would refuse (RST) while it is still loading.
+    await this.dns.start();
     for (const rule of this.cfg.hostfwd) await this.fwd.add(rule);
     if (this.cfg.ipv6) this.icmp6.start();
   }
@@ -519,6 +522,10 @@ export class SlirpBackend extends BaseBackend {
     }
     if (dport === 53 && ipv6Equal(dst, this.cfg.ipv6Dns)) {
       this.dns.handle6(src, sport, dst, dport, payload, srcMac);
+      return;
+    }
+    if (dport === 69 && this.cfg.tftpRoot && ipv6Equal(dst, this.cfg.ipv6Host)) {
+      this.tftp.handle6(src, sport, dst, dport, payload, srcMac);
       return;
     }
     this.udp.output(6, 0, src, sport, 0, dst, dport, payload);

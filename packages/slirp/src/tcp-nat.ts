@@ -26,11 +26,12 @@
  * total buffer. Not done: TCP urgent data, IP options, ICMP errors from the host side (Node does
  * not expose them), relaying RST precisely (Node reports a reset as an error; we RST the guest).
  */
-import { TcpView, TcpOptions, scanTcpOptions, ipv4PseudoSum, pseudoSumV6, IpProto, ipv6ToString, parseIpv4Addr, parseIpv6Addr } from '@guestnet/wire';
+import { TcpView, TcpOptions, scanTcpOptions, ipv4PseudoSum, pseudoSumV6, IpProto, parseIpv4Addr, parseIpv6Addr } from '@guestnet/wire';
 import type { HostFwdRule } from '@guestnet/core';
 import type { StackContext } from './context.ts';
 import type { HostTcp, TcpHandlers } from './host-io.ts';
 import { TimerEntry } from './timers.ts';
+import { Table6, type Keyed6 } from './table6.ts';
 import { TcpConnection, resolveTcpConfig, type ResolvedTcpConfig } from './tcp/connection.ts';
 import { createSegmentOut, resetFor, TcpFlag, type TcpOutput, type TcpPayloadSource, type TcpSegmentIn, type TcpSegmentOut } from './tcp/segment.ts';
 
@@ -45,7 +46,9 @@ export type TcpRouter = (family: 4 | 6, dst4: number, dst6: Uint8Array | null, d
 
 const ACC_SIZE = 64 * 1024;
 
-class Flow implements TcpOutput {
+const NO_ADDR6 = new Uint8Array(16);
+
+class Flow implements TcpOutput, Keyed6 {
   readonly nat: TcpNat;
   readonly family: 4 | 6;
   readonly guest4: number;
@@ -54,7 +57,6 @@ class Flow implements TcpOutput {
   readonly remote6: Uint8Array | null;
   readonly guestPort: number;
   readonly remotePort: number;
-  readonly key6: string;
   conn!: TcpConnection;
   host: HostTcp | null = null;
   hostConnected = false;
@@ -70,7 +72,21 @@ class Flow implements TcpOutput {
   dirty = false;
   readonly timer: TimerEntry;
 
-  constructor(nat: TcpNat, family: 4 | 6, guest4: number, guestPort: number, remote4: number, remotePort: number, guest6: Uint8Array | null, remote6: Uint8Array | null, key6: string) {
+  // Keyed6 (the IPv6 flow table's key).
+  get a6(): Uint8Array {
+    return this.guest6 ?? NO_ADDR6;
+  }
+  get aPort(): number {
+    return this.guestPort;
+  }
+  get b6(): Uint8Array | null {
+    return this.remote6 ?? NO_ADDR6;
+  }
+  get bPort(): number {
+    return this.remotePort;
+  }
+
+  constructor(nat: TcpNat, family: 4 | 6, guest4: number, guestPort: number, remote4: number, remotePort: number, guest6: Uint8Array | null, remote6: Uint8Array | null) {
     this.nat = nat;
     this.family = family;
     this.guest4 = guest4;
@@ -79,7 +95,6 @@ class Flow implements TcpOutput {
     this.remotePort = remotePort;
     this.guest6 = guest6;
     this.remote6 = remote6;
-    this.key6 = key6;
     this.timer = new TimerEntry((now) => {
       if (this.closed) return;
       this.conn.poll(now);
@@ -229,7 +244,7 @@ class Flow implements TcpOutput {
 export class TcpNat {
   readonly ctx: StackContext;
   private readonly flows4 = new Map<number, Map<number, Flow>>();
-  private readonly flows6 = new Map<string, Flow>();
+  private readonly flows6 = new Table6<Flow>();
   private count = 0;
   readonly dirty: Flow[] = [];
   readsPaused = false;
@@ -280,7 +295,7 @@ export class TcpNat {
       n += f.conn.bufferBytes + (f.host ? f.host.pendingBytes : 0) + (f.pending ? f.pending.length : 0) + f.accLen;
     };
     for (const m of this.flows4.values()) for (const f of m.values()) add(f);
-    for (const f of this.flows6.values()) add(f);
+    this.flows6.forEach(add);
     return n;
   }
 
@@ -302,7 +317,7 @@ export class TcpNat {
 
   private forEach(fn: (f: Flow) => void): void {
     for (const m of this.flows4.values()) for (const f of m.values()) fn(f);
-    for (const f of this.flows6.values()) fn(f);
+    this.flows6.forEach(fn);
   }
 
   /** Stop / restart reading host sockets (backend pauseRecv, total buffer limit). */
@@ -354,16 +369,17 @@ export class TcpNat {
     }
     const seg = this.fillSeg(v);
     if (!seg) return;
-    const src = frame.slice(ipOff + 8, ipOff + 24);
-    const dst = frame.slice(ipOff + 24, ipOff + 40);
-    const key = key6(src, v.srcPort, dst, v.dstPort);
-    let flow = this.flows6.get(key);
+    // Looked up from the packet bytes: no per-segment key or address copies.
+    let flow = this.flows6.get(frame, ipOff + 8, v.srcPort, frame, ipOff + 24, v.dstPort);
     if (flow && !flow.conn.input(seg, this.ctx.timers.now())) flow = undefined;
     if (flow) {
       flow.markDirty();
       return;
     }
-    this.newFromGuest(6, 0, 0, src, dst, v.srcPort, v.dstPort, seg, key);
+    // A new flow (or an RST for an unknown one): control path, copies are fine.
+    const src = frame.slice(ipOff + 8, ipOff + 24);
+    const dst = frame.slice(ipOff + 24, ipOff + 40);
+    this.newFromGuest(6, 0, 0, src, dst, v.srcPort, v.dstPort, seg);
   }
 
   private fillSeg(v: TcpView): TcpSegmentIn | null {
@@ -401,7 +417,7 @@ export class TcpNat {
     else this.ctx.out.sendTcp6(dst6!, dstPort, src6!, srcPort, this.rstHdr, 0, none, 1220);
   }
 
-  private newFromGuest(family: 4 | 6, src4: number, dst4: number, src6: Uint8Array | null, dst6: Uint8Array | null, srcPort: number, dstPort: number, seg: TcpSegmentIn, key = ''): void {
+  private newFromGuest(family: 4 | 6, src4: number, dst4: number, src6: Uint8Array | null, dst6: Uint8Array | null, srcPort: number, dstPort: number, seg: TcpSegmentIn): void {
     const ctx = this.ctx;
     // Only a bare SYN opens a connection; anything else for an unknown flow gets RST (RFC 9293 §3.10.7.1).
     if ((seg.flags & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) !== TcpFlag.SYN) {
@@ -425,7 +441,7 @@ export class TcpNat {
       this.sendReset(family, src4, dst4, src6, dst6, srcPort, dstPort, seg);
       return;
     }
-    const flow = new Flow(this, family, src4, srcPort, dst4, dstPort, src6, dst6, key);
+    const flow = new Flow(this, family, src4, srcPort, dst4, dstPort, src6, dst6);
     const now = ctx.timers.now();
     flow.conn = TcpConnection.acceptSyn(seg, now, randomU32(), family === 4 ? this.cfg4 : this.cfg6, flow, {
       deferSynAck: true,
@@ -454,7 +470,7 @@ export class TcpNat {
       if (!m) this.flows4.set(k, (m = new Map()));
       m.set(f.remote4 * 65536 + f.remotePort, f);
     } else {
-      this.flows6.set(f.key6, f);
+      this.flows6.add(f);
     }
     this.count++;
   }
@@ -471,8 +487,8 @@ export class TcpNat {
         m.delete(f.remote4 * 65536 + f.remotePort);
         if (m.size === 0) this.flows4.delete(k);
       }
-    } else if (this.flows6.get(f.key6) === f) {
-      this.flows6.delete(f.key6);
+    } else {
+      this.flows6.delete(f);
     }
     this.count--;
     const host = f.host;
@@ -541,8 +557,7 @@ export class TcpNat {
     }
     const remote4 = ctx.cfg.host;
     const remotePort = this.allocPort(family, guest4, guest6, rule.guestPort);
-    const key = family === 6 ? key6(guest6!, rule.guestPort, remote6!, remotePort) : '';
-    const flow = new Flow(this, family, guest4, rule.guestPort, remote4, remotePort, guest6, remote6, key);
+    const flow = new Flow(this, family, guest4, rule.guestPort, remote4, remotePort, guest6, remote6);
     const now = ctx.timers.now();
     flow.conn = TcpConnection.connect(now, randomU32(), family === 4 ? this.cfg4 : this.cfg6, flow, { tsOffset: randomU32() });
     flow.wireEngine();
@@ -560,7 +575,7 @@ export class TcpNat {
       const p = 49152 + ((this.nextHostfwdPort++ & 0x3fff) >>> 0);
       if (family === 4) {
         if (!this.flows4.get(guest4 * 65536 + guestPort)?.has(this.ctx.cfg.host * 65536 + p)) return p;
-      } else if (!this.flows6.has(key6(guest6!, guestPort, this.ctx.cfg.ipv6Host, p))) return p;
+      } else if (!this.flows6.has(guest6!, guestPort, this.ctx.cfg.ipv6Host, p)) return p;
     }
     return 49152;
   }
@@ -578,10 +593,6 @@ export class TcpNat {
 }
 
 const nullHandlers: TcpHandlers = { onConnect() {}, onData() {}, onEnd() {}, onDrain() {}, onClose() {} };
-
-function key6(a: Uint8Array, ap: number, b: Uint8Array, bp: number): string {
-  return `${ipv6ToString(a)}|${ap}|${ipv6ToString(b)}|${bp}`;
-}
 
 const rnd = new Uint32Array(64);
 let rndIdx = 64;

@@ -27,8 +27,8 @@ const vlan = h(`525400123402 525400123456 8100 0005 0806 0001 0800 06 04 0001 52
 
 describe('describeFrame', () => {
   it.each([
-    ['tcp SYN', tcpSyn, 'ipv4 10.0.2.15:40000 > 10.0.2.2:80 tcp [S] len=0'],
-    ['tcp PSH+ACK, payload bounded by the IP length', tcpPshAck, 'ipv4 10.0.2.2:80 > 10.0.2.15:40000 tcp [P.] len=5'],
+    ['tcp SYN', tcpSyn, 'ipv4 10.0.2.15:40000 > 10.0.2.2:80 tcp [S] seq 1 win 65535 len=0'],
+    ['tcp PSH+ACK, payload bounded by the IP length', tcpPshAck, 'ipv4 10.0.2.2:80 > 10.0.2.15:40000 tcp [P.] seq 1 ack 2 win 65535 len=5'],
     ['udp', udp, 'ipv4 10.0.2.15:5353 > 10.0.2.3:53 udp len=4'],
     ['icmp echo', icmpEcho, 'ipv4 10.0.2.15 > 10.0.2.2 icmp echo-request id=1 seq=2'],
     ['arp request', arpReq, 'arp request who-has 10.0.2.2 tell 10.0.2.15'],
@@ -82,7 +82,7 @@ describe('withTracer', () => {
     expect(lines).toEqual([
       'eth0 tx 42 arp request who-has 10.0.2.2 tell 10.0.2.15',
       'eth0 rx 42 arp reply 10.0.2.2 is-at 52:54:00:12:34:02',
-      'eth0 tx 54 ipv4 10.0.2.15:40000 > 10.0.2.2:80 tcp [S] len=0',
+      'eth0 tx 54 ipv4 10.0.2.15:40000 > 10.0.2.2:80 tcp [S] seq 1 win 65535 len=0',
     ]);
     await t.close();
   });

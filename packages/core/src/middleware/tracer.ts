@@ -2,8 +2,8 @@
  * withTracer(): one log line per frame, like smoltcp's Tracer device or `tcpdump -nn` reduced to
  * what a backend author needs when a guest will not talk:
  *
- *   tx 74 ipv4 10.0.2.15:40000 > 10.0.2.2:80 tcp [S] len=0
- *   rx 60 ipv4 10.0.2.2:80 > 10.0.2.15:40000 tcp [S.] len=0
+ *   tx 74 ipv4 10.0.2.15:40000 > 10.0.2.2:80 tcp [S] seq 1000 win 64240 len=0
+ *   rx 60 ipv4 10.0.2.2:80 > 10.0.2.15:40000 tcp [S.] seq 5000 ack 1001 win 65535 len=0
  *   tx 42 arp request who-has 10.0.2.2 tell 10.0.2.15
  *   rx 42 arp reply 10.0.2.2 is-at 52:55:0a:00:02:02
  *   tx 98 ipv4 10.0.2.15 > 10.0.2.2 icmp echo-request id=1 seq=1
