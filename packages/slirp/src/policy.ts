@@ -35,21 +35,24 @@ export class Policy {
   private readonly cfg: SlirpConfig;
   private readonly hooks: PolicyHooks;
   private readonly guestfwd4 = new Map<number, GuestFwdRule>();
+  /** The guestfwd addresses alone: isOurs4 runs for every guest packet (no iteration there). */
+  private readonly guestfwdAddrs4 = new Set<number>();
 
   constructor(cfg: SlirpConfig, hooks: PolicyHooks) {
     this.cfg = cfg;
     this.hooks = hooks;
     for (const g of cfg.guestfwd) {
       const a = parseIpv4Addr(g.guestAddr);
-      if (a !== null) this.guestfwd4.set(a * 65536 + g.guestPort, g);
+      if (a !== null) {
+        this.guestfwd4.set(a * 65536 + g.guestPort, g);
+        this.guestfwdAddrs4.add(a);
+      }
     }
   }
 
   /** Virtual IPv4 addresses that answer ARP and ICMP echo. */
   isOurs4(a: number): boolean {
-    if (a === this.cfg.host || a === this.cfg.dns) return true;
-    for (const k of this.guestfwd4.keys()) if (Math.floor(k / 65536) === a) return true;
-    return false;
+    return a === this.cfg.host || a === this.cfg.dns || (this.guestfwdAddrs4.size > 0 && this.guestfwdAddrs4.has(a));
   }
 
   isOurs6(a: Uint8Array): boolean {

@@ -73,6 +73,25 @@ describe('slirp stack: DNS', () => {
     s.end();
   });
 
+  it('relays DNS over TCP to [fec0::3]:53', async () => {
+    const dns = await dnsTestServer(cleanups, Uint8Array.of(192, 0, 2, 84));
+    const { guest } = await guestWith(cleanups, { 'dns-upstream': [`127.0.0.1#${dns.port}`] });
+    await guest.slaac();
+    await guest.ndpResolve(parseIpv6Addr('fec0::2')!);
+    const s = guest.connect(DNS6, 53);
+    await s.until(() => s.established || s.closedReason !== null, 'connected');
+    expect(s.closedReason).toBeNull();
+    const q = dnsQuery(0x6666, 'tcp6.example.test');
+    s.write(Uint8Array.of(q.length >>> 8, q.length & 0xff, ...q));
+    await s.until(() => s.received >= 2 && s.received >= 2 + ((s.data()[0]! << 8) | s.data()[1]!), 'TCP DNS answer');
+    const a = s.data().subarray(2);
+    expect((a[0]! << 8) | a[1]!).toBe(0x6666);
+    expect(Array.from(a.subarray(a.length - 4))).toEqual([192, 0, 2, 84]);
+    expect(dns.queries.tcp).toBe(1);
+    s.end();
+    expect(guest.badChecksums).toEqual([]);
+  });
+
   it('answers a UDP query to fec0::3 over IPv6 from the IPv4 upstream', async () => {
     const dns = await dnsTestServer(cleanups, Uint8Array.of(192, 0, 2, 82));
     const { guest } = await guestWith(cleanups, { 'dns-upstream': [`127.0.0.1#${dns.port}`] });

@@ -28,6 +28,7 @@ describe('slirp stack: restrict and allow-list', () => {
     expect(st.drops.restrict).toBe(2);
     expect(opened.tcp).toEqual([]);
     expect(opened.udp).toBe(0);
+    expect(opened.udpSentOutside).toEqual([]);
     expect(st.flows).toEqual({ tcp: 0, udp: 0 });
     expect(s.established).toBe(false);
     s.abort();

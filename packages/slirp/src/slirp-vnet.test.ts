@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { VirtioNetFlags, VirtioNetGso, parseIpv4Addr } from '@guestnet/wire';
+import { VirtioNetFlags, VirtioNetGso, parseIpv4Addr, parseIpv6Addr } from '@guestnet/wire';
 import { Cleanups, closeServer, guestWith, listenTcp, sha } from './testing/harness.ts';
 
 const GW = parseIpv4Addr('10.0.2.2')!;
@@ -27,6 +27,7 @@ describe('slirp stack: virtio-net header and offloads', () => {
     await guest.arp(GW);
     // Every frame the backend sent carried a 12-byte header (num_buffers = 1).
     expect(guest.vnetRx.length).toBeGreaterThan(0);
+    expect(guest.vnetRx.every((h) => h.numBuffers === 1)).toBe(true);
     const up = randomBytes(4 * 1024 * 1024);
     const down = randomBytes(4 * 1024 * 1024);
     const got: Buffer[] = [];
@@ -60,9 +61,36 @@ describe('slirp stack: virtio-net header and offloads', () => {
       expect(h.csumOffset).toBe(16);
       expect(h.frameLen).toBeGreaterThan(h.hdrLen);
     }
+    expect(guest.vnetRx.every((h) => h.numBuffers === 1)).toBe(true);
     // Guest → host: the guest's TCP sent super-frames (TSO) and the stack took them.
     expect(guest.txMaxLen).toBeGreaterThan(12 + 1514);
     expect(backend.stats().drops['tcp-bad-checksum']).toBeUndefined();
     expect(backend.stats().drops['internal-error']).toBeUndefined();
   }, 60_000);
+
+  it('sends TCPV6 GSO super-frames over IPv6 when tso6 is granted, 2 MB intact', async () => {
+    const { guest } = await guestWith(cleanups, {}, {
+      before: (b) => b.setCapabilities({ vnetHdrLen: 12, offloads: { csum: true, tso6: true } }),
+      guest: { vnetHdrLen: 12 },
+    });
+    await guest.slaac();
+    await guest.ndpResolve(parseIpv6Addr('fec0::2')!);
+    const down = randomBytes(2 * 1024 * 1024);
+    const server = net.createServer((s) => s.end(down));
+    const port = await listenTcp(server, '::1');
+    cleanups.add(() => closeServer(server));
+    const s = guest.connect(parseIpv6Addr('fec0::2')!, port);
+    await s.until(() => s.peerFin, 'data and FIN', 30_000);
+    s.end();
+    expect(sha(s.data())).toBe(sha(down));
+    expect(guest.malformed).toEqual([]);
+    expect(guest.badChecksums).toEqual([]);
+    const gso = guest.vnetRx.filter((h) => h.gsoType === VirtioNetGso.TCPV6);
+    expect(gso.length).toBeGreaterThan(0);
+    for (const h of gso) {
+      expect(h.csumStart).toBe(54);
+      expect(h.hdrLen - 14 + h.gsoSize).toBeLessThanOrEqual(1500);
+      expect(h.flags & VirtioNetFlags.NEEDS_CSUM).toBe(VirtioNetFlags.NEEDS_CSUM);
+    }
+  });
 });

@@ -107,6 +107,8 @@ export class SlirpBackend extends BaseBackend {
   private readonly arpv = new ArpView();
   private readonly icmpv = new Icmpv4View();
   private readonly srcMac = new Uint8Array(6);
+  private readonly udpSrc6 = new Uint8Array(16);
+  private readonly udpDst6 = new Uint8Array(16);
 
   constructor(options: Record<string, unknown>, rt: SlirpRuntime = {}) {
     const cfg = resolveSlirpConfig(options);
@@ -301,7 +303,7 @@ export class SlirpBackend extends BaseBackend {
       return;
     }
     const srcMac = this.srcMac;
-    srcMac.set(frame.subarray(vlen + 6, vlen + 12));
+    for (let i = 0; i < 6; i++) srcMac[i] = frame[vlen + 6 + i]!; // no view allocated per frame
     if (srcMac[0]! & 1) {
       this.drop('eth-multicast-source');
       return;
@@ -480,12 +482,13 @@ export class SlirpBackend extends BaseBackend {
       proto = ext.proto;
       csumDone = false;
     }
-    const dst = buf.subarray(ipOff + 24, ipOff + 40);
     switch (proto) {
-      case IpProto.ICMPv6:
+      case IpProto.ICMPv6: {
+        const dst = buf.subarray(ipOff + 24, ipOff + 40); // control path only
         if (this.policy.isOurs6(dst) || isIpv6Multicast(dst)) this.icmp6.handle(buf, ipOff, l4, l4len, srcMac);
         else this.drop('icmp6-unsupported');
         return;
+      }
       case IpProto.TCP:
         this.tcp.input6(buf, ipOff, l4, l4len, csumDone);
         return;
@@ -507,8 +510,13 @@ export class SlirpBackend extends BaseBackend {
       this.drop('udp-bad-checksum');
       return;
     }
-    const src = buf.slice(ipOff + 8, ipOff + 24);
-    const dst = buf.slice(ipOff + 24, ipOff + 40);
+    // Addresses into reused scratch arrays (services copy what they keep).
+    const src = this.udpSrc6;
+    const dst = this.udpDst6;
+    for (let i = 0; i < 16; i++) {
+      src[i] = buf[ipOff + 8 + i]!;
+      dst[i] = buf[ipOff + 24 + i]!;
+    }
     const payload = buf.subarray(u.payloadOffset, u.payloadOffset + u.payloadLen);
     const sport = u.srcPort;
     const dport = u.dstPort;

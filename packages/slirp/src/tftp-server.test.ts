@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -70,8 +70,15 @@ function setup(options: Record<string, unknown> = {}, serverOpts: TftpServerOpti
     log: () => {},
   };
   const server = new TftpServer(ctx, serverOpts);
+  servers.push(server);
   return { cfg, frames, drops, counts, clock, timers, server };
 }
+
+// Every server is closed after its test, so transfers a test leaves open do not leak file handles.
+const servers: TftpServer[] = [];
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+});
 
 type Env = ReturnType<typeof setup>;
 

@@ -17,11 +17,12 @@
  * Not done: ICMP port unreachable towards the guest (Node does not report ICMP errors for
  * unconnected UDP sockets), UDP-Lite, IP options.
  */
-import { ipv6Equal, ipv6ToString, parseIpv4Addr, parseIpv6Addr } from '@guestnet/wire';
+import { ipv6Equal, parseIpv4Addr, parseIpv6Addr } from '@guestnet/wire';
 import type { HostFwdRule } from '@guestnet/core';
 import type { StackContext } from './context.ts';
 import type { HostUdp, UdpListener } from './host-io.ts';
 import { TimerEntry } from './timers.ts';
+import { Table6 } from './table6.ts';
 
 /** Where a guest datagram goes on the host: an address, or 'drop' (already counted). */
 export type UdpRouter = (family: 4 | 6, dst4: number, dst6: Uint8Array | null, dstPort: number) => { address: string; family: 4 | 6 } | 'drop';
@@ -32,7 +33,12 @@ export type UdpReverseMap = (address: string, family: 4 | 6) => { v4: number; v6
 const OPENING_QUEUE = 16;
 
 interface Flow {
-  key: string | number;
+  key: number;
+  /** IPv6 table key: the guest's address and port (a6/aPort), no remote part. */
+  a6: Uint8Array;
+  aPort: number;
+  b6: null;
+  bPort: 0;
   family: 4 | 6;
   guest4: number;
   guest6: Uint8Array | null;
@@ -58,7 +64,7 @@ interface FwdMap {
 export class UdpNat {
   private readonly ctx: StackContext;
   private readonly flows4 = new Map<number, Flow>();
-  private readonly flows6 = new Map<string, Flow>();
+  private readonly flows6 = new Table6<Flow>();
   private readonly router: UdpRouter;
   private readonly reverse: UdpReverseMap;
   readsPaused = false;
@@ -93,20 +99,8 @@ export class UdpNat {
     const target = this.router(family, dst4, dst6, dstPort);
     if (target === 'drop') return;
     const now = ctx.timers.now();
-    let flow: Flow | undefined;
-    let key6 = '';
-    if (family === 4) flow = this.flows4.get(src4 * 65536 + srcPort);
-    else {
-      key6 = `${ipv6ToString(src6!)}|${srcPort}`;
-      flow = this.flows6.get(key6);
-    }
-    if (!flow) {
-      if (this.flowCount >= ctx.cfg.maxUdpFlows) {
-        ctx.drop('udp-flow-limit');
-        return;
-      }
-      flow = this.open(family, src4, src6, srcPort, family === 4 ? src4 * 65536 + srcPort : key6);
-    }
+    const flow = (family === 4 ? this.flows4.get(src4 * 65536 + srcPort) : this.flows6.get(src6!, 0, srcPort, null, 0, 0)) ?? this.openChecked(family, src4, src6, srcPort);
+    if (!flow) return;
     flow.lastUsed = now;
     const data = payload.slice();
     if (flow.sock) flow.sock.send(data, dstPort, target.address);
@@ -114,13 +108,27 @@ export class UdpNat {
     else ctx.drop('udp-opening-queue-full');
   }
 
-  private open(family: 4 | 6, src4: number, src6: Uint8Array | null, srcPort: number, key: string | number): Flow {
+  /** A new flow, unless the table is full (counted). */
+  private openChecked(family: 4 | 6, src4: number, src6: Uint8Array | null, srcPort: number): Flow | null {
+    if (this.flowCount >= this.ctx.cfg.maxUdpFlows) {
+      this.ctx.drop('udp-flow-limit');
+      return null;
+    }
+    return this.open(family, src4, src6, srcPort);
+  }
+
+  private open(family: 4 | 6, src4: number, src6: Uint8Array | null, srcPort: number): Flow {
     const ctx = this.ctx;
+    const guest6 = src6 ? src6.slice(0, 16) : null;
     const flow: Flow = {
-      key,
+      key: family === 4 ? src4 * 65536 + srcPort : 0,
+      a6: guest6 ?? new Uint8Array(16),
+      aPort: srcPort,
+      b6: null,
+      bPort: 0,
       family,
       guest4: src4,
-      guest6: src6 ? src6.slice() : null,
+      guest6,
       guestPort: srcPort,
       sock: null,
       queue: [],
@@ -128,8 +136,8 @@ export class UdpNat {
       timer: new TimerEntry((now) => this.expire(flow, now)),
       closed: false,
     };
-    if (family === 4) this.flows4.set(key as number, flow);
-    else this.flows6.set(key as string, flow);
+    if (family === 4) this.flows4.set(flow.key, flow);
+    else this.flows6.add(flow);
     ctx.timers.schedule(flow.timer, flow.lastUsed + ctx.cfg.udpTimeoutMs);
     ctx.io
       .openUdp(family, {
@@ -185,8 +193,8 @@ export class UdpNat {
     flow.sock?.close();
     flow.sock = null;
     if (flow.family === 4) {
-      if (this.flows4.get(flow.key as number) === flow) this.flows4.delete(flow.key as number);
-    } else if (this.flows6.get(flow.key as string) === flow) this.flows6.delete(flow.key as string);
+      if (this.flows4.get(flow.key) === flow) this.flows4.delete(flow.key);
+    } else this.flows6.delete(flow);
   }
 
   // ---- hostfwd ---------------------------------------------------------------------------------
@@ -260,7 +268,7 @@ export class UdpNat {
   }
 
   close(): void {
-    for (const f of [...this.flows4.values(), ...this.flows6.values()]) this.remove(f);
+    for (const f of [...this.flows4.values(), ...this.flows6.toArray()]) this.remove(f);
     for (const m of [...this.fwdByClient.values()]) this.removeFwd(m);
   }
 }

@@ -69,8 +69,15 @@ export function bindUdp(sock: dgram.Socket, host = '127.0.0.1'): Promise<number>
   });
 }
 
+/** Stop listening; waits for open connections at most 1 s (a test that failed may leave some). */
 export function closeServer(server: net.Server): Promise<void> {
-  return new Promise((r) => server.close(() => r()));
+  return new Promise((r) => {
+    const t = setTimeout(r, 1000);
+    server.close(() => {
+      clearTimeout(t);
+      r();
+    });
+  });
 }
 
 /** A TCP echo server on loopback that closes when the client half-closes. */
@@ -176,19 +183,34 @@ export async function dnsTestServer(cleanups: Cleanups, addr = Uint8Array.of(192
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Node host I/O that counts what the stack opened (to prove a packet never left). */
-export function spyingIo(): { io: HostIo; opened: { tcp: string[]; udp: number } } {
+const isLoopback = (a: string): boolean => a === '::1' || a.startsWith('127.');
+
+/**
+ * Node host I/O that records what the stack opened (to prove a packet never left) and, as a
+ * safety net should the stack be wrong, never lets anything reach a non-loopback address: such
+ * connects fail as refused and such datagrams are discarded (both still recorded).
+ */
+export function spyingIo(): { io: HostIo; opened: { tcp: string[]; udp: number; udpSentOutside: string[] } } {
   const base = createNodeHostIo();
-  const opened = { tcp: [] as string[], udp: 0 };
+  const opened = { tcp: [] as string[], udp: 0, udpSentOutside: [] as string[] };
   const io: HostIo = {
     ...base,
     connectTcp(to, h) {
       opened.tcp.push(`${to.address}:${to.port}`);
+      if (!isLoopback(to.address)) return base.connectTcp({ address: '127.0.0.1', port: 1, family: 4 }, h);
       return base.connectTcp(to, h);
     },
-    openUdp(family, h) {
+    async openUdp(family, h) {
       opened.udp++;
-      return base.openUdp(family, h);
+      const s = await base.openUdp(family, h);
+      return {
+        send: (d, port, address) => {
+          if (isLoopback(address)) s.send(d, port, address);
+          else opened.udpSentOutside.push(`${address}:${port}`);
+        },
+        close: () => s.close(),
+        localPort: s.localPort,
+      };
     },
   };
   return { io, opened };

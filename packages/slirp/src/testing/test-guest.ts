@@ -76,6 +76,8 @@ export interface VnetRxInfo {
   csumOffset: number;
   /** Ethernet frame length (after the header). */
   frameLen: number;
+  /** num_buffers (12-byte header only; -1 for a 10-byte header). */
+  numBuffers: number;
 }
 
 const NO_PAYLOAD: TcpPayloadSource = { copySendData() {} };
@@ -253,8 +255,8 @@ export class TestGuest {
     // With TSO the guest's TCP emits up to ~64 KiB per segment; FrameOut marks it GSO TCPV4.
     // A short minimum RTO (the link is in-process) keeps lossy-link tests fast; the stack's own
     // TCP keeps its defaults.
-    this.tcpCfg = resolveTcpConfig({ mss: 1460, maxSegmentPayload: tso ? 44 * 1460 : 0, minRtoMs: 30 });
-    this.tcpCfg6 = resolveTcpConfig({ mss: 1440, minRtoMs: 30 });
+    this.tcpCfg = resolveTcpConfig({ mss: 1460, maxSegmentPayload: tso ? 44 * 1460 : 0, minRtoMs: 30, timeWaitMs: 200 });
+    this.tcpCfg6 = resolveTcpConfig({ mss: 1440, minRtoMs: 30, timeWaitMs: 200 });
     this.linkLocal = new Uint8Array(16);
     this.linkLocal[0] = 0xfe;
     this.linkLocal[1] = 0x80;
@@ -347,6 +349,7 @@ export class TestGuest {
         csumStart: frame[6]! | (frame[7]! << 8),
         csumOffset: frame[8]! | (frame[9]! << 8),
         frameLen: frame.length - v,
+        numBuffers: v >= 12 ? frame[10]! | (frame[11]! << 8) : -1,
       };
       this.vnetRx.push(info);
       f = frame.slice(v);
