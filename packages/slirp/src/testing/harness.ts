@@ -17,8 +17,8 @@ export const sha = (b: Uint8Array): string => createHash('sha256').update(b).dig
 
 /** Things to undo after each test, last first. */
 export class Cleanups {
-  private readonly list: (() => Promise<void> | void)[] = [];
-  add(fn: () => Promise<void> | void): void {
+  private readonly list: (() => unknown)[] = [];
+  add(fn: () => unknown): void {
     this.list.push(fn);
   }
   async run(): Promise<void> {
