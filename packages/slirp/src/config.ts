@@ -5,6 +5,7 @@
  * are control-path errors with a hint.
  */
 import { ErrorCode, GuestnetError, type GuestFwdRule, type HostFwdRule } from '@guestnet/core';
+import { ipv4PrefixMask, ipv4ToString, parseIpv4Addr, parseIpv6Addr, parseMac } from '@guestnet/wire';
 
 export interface SlirpConfig {
   ipv4: boolean;
@@ -47,58 +48,12 @@ export interface SlirpConfig {
   udpTimeoutMs: number;
 }
 
-export function ip4(s: string): number | null {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) return null;
-  const p = m.slice(1).map(Number);
-  if (p.some((x) => x > 255)) return null;
-  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
-}
-
-export function ip4str(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}
-
-export function ip6(s: string): Uint8Array | null {
-  let str = s;
-  const out = new Uint8Array(16);
-  // Embedded IPv4 tail (::ffff:1.2.3.4).
-  const v4m = /:(\d+\.\d+\.\d+\.\d+)$/.exec(str);
-  let tail: number[] = [];
-  if (v4m) {
-    const v = ip4(v4m[1]!);
-    if (v === null) return null;
-    tail = [v >>> 16, v & 0xffff];
-    str = `${str.slice(0, v4m.index)}:`;
-    if (str.endsWith('::')) str = `${str}`;
-    else str = str.slice(0, -1);
-  }
-  const dbl = str.split('::');
-  if (dbl.length > 2) return null;
-  const parse = (x: string) => (x === '' ? [] : x.split(':'));
-  const head = parse(dbl[0]!);
-  const rest = dbl.length === 2 ? parse(dbl[1]!) : [];
-  const groups = [...head, ...rest].length + tail.length;
-  if (dbl.length === 1 && groups !== 8) return null;
-  if (groups > 8 || (dbl.length === 2 && groups > 7)) return null;
-  const words: number[] = [];
-  for (const g of head) {
-    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
-    words.push(parseInt(g, 16));
-  }
-  if (dbl.length === 2) for (let i = 0; i < 8 - groups; i++) words.push(0);
-  for (const g of rest) {
-    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
-    words.push(parseInt(g, 16));
-  }
-  words.push(...tail);
-  if (words.length !== 8) return null;
-  words.forEach((w, i) => {
-    out[i * 2] = w >>> 8;
-    out[i * 2 + 1] = w & 0xff;
-  });
-  return out;
-}
+/** Dotted quad → u32, or null. */
+export const ip4 = parseIpv4Addr;
+/** u32 → dotted quad. */
+export const ip4str = ipv4ToString;
+/** IPv6 text → 16 bytes, or null. */
+export const ip6 = parseIpv6Addr;
 
 function bad(message: string, hint?: string): GuestnetError {
   return new GuestnetError(ErrorCode.BadConfig, message, hint ? { hint } : {});
@@ -114,17 +69,14 @@ function cidr4(s: string): { addr: number; prefixLen: number } {
   return { addr, prefixLen };
 }
 
-function maskOf(prefixLen: number): number {
-  return prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
-}
-
 /** Resolve ".2", "2" or "10.0.2.2" against the network. */
-function hostIn(value: string, net: number, mask: number, what: string): number {
+function hostIn(value: string, net: number, prefixLen: number, what: string): number {
+  const mask = ipv4PrefixMask(prefixLen);
   let addr: number | null;
   if (/^\.?\d+$/.test(value)) addr = (net | Number(value.replace('.', ''))) >>> 0;
   else addr = ip4(value);
   if (addr === null) throw bad(`${what}=${value} is not an IPv4 address`);
-  if (((addr & mask) >>> 0) !== net) throw bad(`${what}=${value} is outside net=${ip4str(net)}/${32 - Math.clz32(~mask >>> 0 || 0)}`, `pick an address inside the guest network`);
+  if (((addr & mask) >>> 0) !== net) throw bad(`${what}=${value} is outside net=${ip4str(net)}/${prefixLen}`, 'pick an address inside the guest network');
   return addr;
 }
 
@@ -155,18 +107,18 @@ function parseAllow(s: string): { family: 4 | 6; addr: Uint8Array; prefixLen: nu
 }
 
 function mac(s: string): Uint8Array {
-  const parts = s.split(/[:-]/);
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{1,2}$/.test(p))) throw bad(`mac=${s} is not a MAC address`);
-  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
+  const m = parseMac(s);
+  if (!m) throw bad(`mac=${s} is not a MAC address`);
+  return m;
 }
 
 export function resolveSlirpConfig(o: Record<string, unknown>): SlirpConfig {
   const { addr: netRaw, prefixLen } = cidr4(String(o.net ?? '10.0.2.0/24'));
-  const mask = maskOf(prefixLen);
+  const mask = ipv4PrefixMask(prefixLen);
   const net = (netRaw & mask) >>> 0;
-  const host = hostIn(String(o.host ?? '.2'), net, mask, 'host');
-  const dns = hostIn(String(o.dns ?? '.3'), net, mask, 'dns');
-  const dhcpStart = hostIn(String(o.dhcpstart ?? '.15'), net, mask, 'dhcpstart');
+  const host = hostIn(String(o.host ?? '.2'), net, prefixLen, 'host');
+  const dns = hostIn(String(o.dns ?? '.3'), net, prefixLen, 'dns');
+  const dhcpStart = hostIn(String(o.dhcpstart ?? '.15'), net, prefixLen, 'dhcpstart');
   const broadcast = (net | ~mask) >>> 0;
   const dhcpCount = Math.max(0, Math.min(16, broadcast - dhcpStart));
   if (dhcpCount === 0) throw bad('dhcpstart leaves no room for leases before the broadcast address');
