@@ -42,3 +42,5 @@ export {
   type StreamFrameDecoderOptions,
   type StreamFrameWriterOptions,
 } from './transports/stream.ts';
+export { connectBackends, negotiateVnet, type ConnectOptions, type Connection, type ConnectionStats, type DirectionStats } from './connect.ts';
+export { WebSocketFrameDecoder, WebSocketFrameWriter, WsOpcode, WsCloseCode, writeWebSocketFrame, encodeWebSocketFrame, webSocketHeaderLen, encodeClosePayload, parseClosePayload, DEFAULT_WS_MAX_MESSAGE, type WebSocketFrameDecoderOptions, type WebSocketDecoderEvents, type WebSocketFrameWriterOptions } from './transports/websocket.ts';

@@ -5,3 +5,4 @@
 export { attachStream, type AttachStreamOptions, type StreamAttachment, type StreamCounters, type StreamEnd } from './transports/stream-node.ts';
 export { attachDgram, type AttachDgramOptions, type DgramAttachment, type DgramCounters, type DgramPeer } from './transports/dgram.ts';
 export { openPcapFile, type PcapFileSink } from './middleware/pcap-file.ts';
+export { attachWebSocket, webSocketAccept, parseUpgradeRequest, answerUpgrade, type AttachWebSocketOptions, type WebSocketAttachment, type WebSocketCounters, type WebSocketEnd, type UpgradeRequest } from './transports/websocket-node.ts';

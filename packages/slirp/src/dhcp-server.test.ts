@@ -13,11 +13,8 @@ import {
 } from '@guestnet/wire';
 import type { Dhcpv4Options, Dhcpv4Repr } from '@guestnet/wire';
 import { DECLINE_HOLD_MS, DHCP_LEASE_SECONDS, DhcpServer } from './dhcp-server.ts';
-import { ip4, resolveSlirpConfig } from './config.ts';
-import type { StackContext } from './context.ts';
-import type { HostIo } from './host-io.ts';
-import { FrameOut } from './output.ts';
-import { ManualClock, TimerQueue } from './timers.ts';
+import { ip4 } from './config.ts';
+import { fakeContext } from './testing/fake-context.ts';
 
 const MAC_A = Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56);
 const MAC_B = Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x57);
@@ -29,34 +26,9 @@ function macN(i: number): Uint8Array {
 }
 
 function setup(options: Record<string, unknown> = {}) {
-  const cfg = resolveSlirpConfig(options);
-  const frames: Uint8Array[] = [];
-  const drops = new Map<string, number>();
-  const counts = new Map<string, number>();
-  const learned: Array<{ ip: number; mac: Uint8Array }> = [];
-  const clock = new ManualClock();
-  const timers = new TimerQueue(clock);
-  const out = new FrameOut({
-    deliver: (f) => frames.push(f.slice()),
-    drop: (r) => drops.set(r, (drops.get(r) ?? 0) + 1),
-    gatewayMac: cfg.gatewayMac,
-    macFor4: () => MAC_A,
-    macFor6: () => MAC_A,
-  });
-  const ctx: StackContext = {
-    cfg,
-    io: {} as HostIo,
-    timers,
-    out,
-    drop: (r, n = 1) => drops.set(r, (drops.get(r) ?? 0) + n),
-    count: (r, n = 1) => counts.set(r, (counts.get(r) ?? 0) + n),
-    learn4: (ip, mac) => learned.push({ ip, mac: mac.slice() }),
-    learn6: () => {},
-    guestIp4: () => 0,
-    log: () => {},
-  };
+  const { cfg, ctx, frames, drops, counts, learned4, clock } = fakeContext(options, { guestMac: MAC_A });
   const server = new DhcpServer(ctx);
-  return { cfg, frames, drops, counts, learned, clock, server };
+  return { cfg, frames, drops, counts, learned: learned4, clock, server };
 }
 
 type Env = ReturnType<typeof setup>;

@@ -17,11 +17,8 @@ import {
   type Dhcpv6Options,
 } from '@guestnet/wire';
 import { DHCPV6_INFO_REFRESH_S, DHCPV6_OPTION_SOL_MAX_RT, Dhcpv6Server } from './dhcpv6-server.ts';
-import { ip6, resolveSlirpConfig } from './config.ts';
-import type { StackContext } from './context.ts';
-import type { HostIo } from './host-io.ts';
-import { FrameOut } from './output.ts';
-import { ManualClock, TimerQueue } from './timers.ts';
+import { ip6 } from './config.ts';
+import { fakeContext } from './testing/fake-context.ts';
 
 const GUEST_MAC = Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56);
 const OTHER_MAC = Uint8Array.of(0x02, 0, 0, 0, 0, 9);
@@ -32,31 +29,7 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const unhex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
 
 function setup(options: Record<string, unknown> = { dnssearch: ['example.com', 'corp.test'] }) {
-  const cfg = resolveSlirpConfig(options);
-  const frames: Uint8Array[] = [];
-  const drops = new Map<string, number>();
-  const counts = new Map<string, number>();
-  const timers = new TimerQueue(new ManualClock());
-  const out = new FrameOut({
-    deliver: (f) => frames.push(f.slice()),
-    drop: (r) => drops.set(r, (drops.get(r) ?? 0) + 1),
-    gatewayMac: cfg.gatewayMac,
-    macFor4: () => OTHER_MAC,
-    macFor6: () => OTHER_MAC,
-  });
-  out.setCaps({ vnetHdrLen: 0, csum: false, tso4: false, tso6: false, mtu: cfg.mtu });
-  const ctx: StackContext = {
-    cfg,
-    io: {} as HostIo,
-    timers,
-    out,
-    drop: (r, n = 1) => drops.set(r, (drops.get(r) ?? 0) + n),
-    count: (r, n = 1) => counts.set(r, (counts.get(r) ?? 0) + n),
-    learn4: () => {},
-    learn6: () => {},
-    guestIp4: () => 0,
-    log: () => {},
-  };
+  const { cfg, ctx, frames, drops, counts } = fakeContext(options, { guestMac: OTHER_MAC });
   const server = new Dhcpv6Server(ctx);
   return { cfg, frames, drops, counts, server };
 }

@@ -16,12 +16,10 @@ import {
 } from '@guestnet/wire';
 import type { DnsRecord, DnsRepr } from '@guestnet/wire';
 import { DnsRelay, pickUpstream } from './dns-relay.ts';
-import { ip4, ip6, resolveSlirpConfig } from './config.ts';
-import type { StackContext } from './context.ts';
+import { ip4, ip6 } from './config.ts';
 import type { HostAddr, HostIo } from './host-io.ts';
 import { createNodeHostIo } from './node-host-io.ts';
-import { FrameOut } from './output.ts';
-import { ManualClock, TimerQueue } from './timers.ts';
+import { fakeContext } from './testing/fake-context.ts';
 
 const GUEST_MAC = Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56);
 const GUEST = ip4('10.0.2.15')!;
@@ -65,32 +63,8 @@ async function fakeDns(handler: Handler | null): Promise<FakeDns> {
 }
 
 function setup(options: Record<string, unknown>, ioOverride: Partial<HostIo> = {}, relayOpts: { timeoutMs?: number; maxPending?: number } = {}) {
-  const cfg = resolveSlirpConfig(options);
-  const frames: Uint8Array[] = [];
-  const drops = new Map<string, number>();
-  const counts = new Map<string, number>();
-  const clock = new ManualClock();
-  const timers = new TimerQueue(clock);
-  const out = new FrameOut({
-    deliver: (f) => frames.push(f.slice()),
-    drop: (r) => drops.set(r, (drops.get(r) ?? 0) + 1),
-    gatewayMac: cfg.gatewayMac,
-    macFor4: () => GUEST_MAC,
-    macFor6: () => GUEST_MAC,
-  });
   const io: HostIo = { ...createNodeHostIo(), systemResolvers: async () => [], ...ioOverride };
-  const ctx: StackContext = {
-    cfg,
-    io,
-    timers,
-    out,
-    drop: (r, n = 1) => drops.set(r, (drops.get(r) ?? 0) + n),
-    count: (r, n = 1) => counts.set(r, (counts.get(r) ?? 0) + n),
-    learn4: () => {},
-    learn6: () => {},
-    guestIp4: () => GUEST,
-    log: () => {},
-  };
+  const { cfg, ctx, frames, drops, counts, clock, timers } = fakeContext(options, { io, guestMac: GUEST_MAC, guestIp4: GUEST });
   const relay = new DnsRelay(ctx, relayOpts);
   cleanups.push(() => relay.close());
   return { cfg, frames, drops, counts, clock, timers, relay };

@@ -21,11 +21,8 @@ import {
   type NdpRepr,
 } from '@guestnet/wire';
 import { Icmpv6Handler, RaParams, buildRouterAdvert, sendUnreachable6 } from './icmpv6-input.ts';
-import { ip6, resolveSlirpConfig } from './config.ts';
-import type { StackContext } from './context.ts';
-import type { HostIo } from './host-io.ts';
-import { FrameOut } from './output.ts';
-import { ManualClock, TimerQueue } from './timers.ts';
+import { ip6 } from './config.ts';
+import { fakeContext } from './testing/fake-context.ts';
 
 const GUEST_MAC = Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56);
 const OTHER_MAC = Uint8Array.of(0x52, 0x54, 0, 0xab, 0xcd, 0xef);
@@ -36,35 +33,9 @@ const UNSPEC = A('::');
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 function setup(options: Record<string, unknown> = {}) {
-  const cfg = resolveSlirpConfig({ dnssearch: ['example.com'], ...options });
-  const frames: Uint8Array[] = [];
-  const drops = new Map<string, number>();
-  const counts = new Map<string, number>();
-  const learned: string[] = [];
-  const clock = new ManualClock();
-  const timers = new TimerQueue(clock);
-  const out = new FrameOut({
-    deliver: (f) => frames.push(f.slice()),
-    drop: (r) => drops.set(r, (drops.get(r) ?? 0) + 1),
-    gatewayMac: cfg.gatewayMac,
-    macFor4: () => GUEST_MAC,
-    macFor6: () => GUEST_MAC,
-  });
-  out.setCaps({ vnetHdrLen: 0, csum: false, tso4: false, tso6: false, mtu: cfg.mtu });
-  const ctx: StackContext = {
-    cfg,
-    io: {} as HostIo,
-    timers,
-    out,
-    drop: (r, n = 1) => drops.set(r, (drops.get(r) ?? 0) + n),
-    count: (r, n = 1) => counts.set(r, (counts.get(r) ?? 0) + n),
-    learn4: () => {},
-    learn6: (ip, mac) => learned.push(`${ipv6ToString(ip)} ${macToString(mac)}`),
-    guestIp4: () => 0,
-    log: () => {},
-  };
+  const { cfg, ctx, frames, drops, counts, learned6, clock, timers } = fakeContext({ dnssearch: ['example.com'], ...options }, { guestMac: GUEST_MAC });
   const h = new Icmpv6Handler(ctx, { random: () => 0.5 });
-  return { cfg, ctx, frames, drops, counts, learned, clock, timers, h };
+  return { cfg, ctx, frames, drops, counts, learned: learned6, clock, timers, h };
 }
 
 interface GuestPacket {

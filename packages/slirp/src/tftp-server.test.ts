@@ -7,12 +7,10 @@ import { Ipv4View, Ipv6View, TftpErrorCode, TftpView, UdpView, emitTftp, parseTf
 import type { TftpOptions, TftpRepr } from '@guestnet/wire';
 import { TftpServer } from './tftp-server.ts';
 import type { TftpServerOptions } from './tftp-server.ts';
-import { ip4, ip6, resolveSlirpConfig } from './config.ts';
-import type { StackContext } from './context.ts';
+import { ip4, ip6 } from './config.ts';
 import type { HostIo } from './host-io.ts';
 import { createNodeHostIo } from './node-host-io.ts';
-import { FrameOut } from './output.ts';
-import { ManualClock, TimerQueue } from './timers.ts';
+import { fakeContext } from './testing/fake-context.ts';
 
 const GUEST_MAC = Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56);
 const GUEST = ip4('10.0.2.15')!;
@@ -44,31 +42,7 @@ afterAll(() => {
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 function setup(options: Record<string, unknown> = {}, serverOpts: TftpServerOptions = {}, io: HostIo = createNodeHostIo()) {
-  const cfg = resolveSlirpConfig({ tftp: root, ...options });
-  const frames: Uint8Array[] = [];
-  const drops = new Map<string, number>();
-  const counts = new Map<string, number>();
-  const clock = new ManualClock();
-  const timers = new TimerQueue(clock);
-  const out = new FrameOut({
-    deliver: (f) => frames.push(f.slice()),
-    drop: (r) => drops.set(r, (drops.get(r) ?? 0) + 1),
-    gatewayMac: cfg.gatewayMac,
-    macFor4: () => GUEST_MAC,
-    macFor6: () => GUEST_MAC,
-  });
-  const ctx: StackContext = {
-    cfg,
-    io,
-    timers,
-    out,
-    drop: (r, n = 1) => drops.set(r, (drops.get(r) ?? 0) + n),
-    count: (r, n = 1) => counts.set(r, (counts.get(r) ?? 0) + n),
-    learn4: () => {},
-    learn6: () => {},
-    guestIp4: () => GUEST,
-    log: () => {},
-  };
+  const { cfg, ctx, frames, drops, counts, clock, timers } = fakeContext({ tftp: root, ...options }, { io, guestMac: GUEST_MAC, guestIp4: GUEST });
   const server = new TftpServer(ctx, serverOpts);
   servers.push(server);
   return { cfg, frames, drops, counts, clock, timers, server };
