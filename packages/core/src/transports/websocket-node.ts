@@ -31,6 +31,7 @@
 import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { type NetBackend, Verdict } from '../backend.ts';
+import type { StreamCounters } from './stream-node.ts';
 import { ErrorCode, GuestnetError } from '../errors.ts';
 import {
   DEFAULT_WS_MAX_MESSAGE,
@@ -122,13 +123,8 @@ export interface WebSocketEnd {
   error?: Error;
 }
 
-export interface WebSocketCounters {
-  framesIn: number;
-  bytesIn: number;
-  framesOut: number;
-  bytesOut: number;
-  txPauses: number;
-  rxPauses: number;
+/** The stream counters, plus what only a WebSocket has. */
+export interface WebSocketCounters extends StreamCounters {
   /** Text messages dropped (a frame relay carries binary only). */
   textDropped: number;
   pings: number;
