@@ -26,7 +26,7 @@ describe('guestnet CLI', () => {
     expect(r.code).toBe(0);
     expect(r.out).toContain('parse <config>');
     expect(r.out).toMatch(/slirp\s+user-mode NAT/);
-    expect(r.out).toContain('[not installed: @guestnet/uip]');
+    expect(r.out).toContain('[not installed: @guestnet/netmap]');
   });
 
   it('prints the canonical form of a QEMU-dialect config', async () => {
@@ -46,10 +46,10 @@ describe('guestnet CLI', () => {
   });
 
   it('names the package to install for a backend that is not installed', async () => {
-    const r = await run('parse', 'backend=uip');
+    const r = await run('parse', 'backend=netmap');
     expect(r.code).toBe(1);
     expect(r.err).toContain('GUESTNET_BACKEND_NOT_INSTALLED');
-    expect(r.err).toContain('@guestnet/uip');
+    expect(r.err).toContain('@guestnet/netmap');
   });
 
   it('suggests the right backend for a misspelt type', async () => {

@@ -44,3 +44,12 @@ export {
 } from './transports/stream.ts';
 export { connectBackends, negotiateVnet, type ConnectOptions, type Connection, type ConnectionStats, type DirectionStats } from './connect.ts';
 export { WebSocketFrameDecoder, WebSocketFrameWriter, WsOpcode, WsCloseCode, writeWebSocketFrame, encodeWebSocketFrame, webSocketHeaderLen, encodeClosePayload, parseClosePayload, DEFAULT_WS_MAX_MESSAGE, type WebSocketFrameDecoderOptions, type WebSocketDecoderEvents, type WebSocketFrameWriterOptions } from './transports/websocket.ts';
+// The user-mode stack infrastructure shared by the NAT/proxy backends (slirp, uip): timers, the
+// host-I/O interface, the frame builder, the TCP segment representation, the DHCPv4 server.
+export { TimerQueue, TimerEntry, ManualClock, realClock, type Clock } from './stack/timers.ts';
+export type { HostIo, HostTcp, HostUdp, TcpHandlers, UdpHandlers, TcpListener, UdpListener, HostAddr } from './stack/host-io.ts';
+export { FrameOut, MAX_FRAME, type OutputHost, type OutputCaps } from './stack/frame-out.ts';
+export { TcpFlag, TCP_MAX_SACK_BLOCKS, createSegmentOut, clearSegmentOut, resetFor, type TcpSegmentIn, type TcpSegmentOut, type TcpPayloadSource, type TcpOutput } from './stack/tcp-segment.ts';
+export { DhcpServer, DHCP_LEASE_SECONDS, OFFER_HOLD_MS, DECLINE_HOLD_MS, type DhcpLease, type DhcpServerConfig, type DhcpServerContext } from './stack/dhcp-server.ts';
+export { HostForwards, type HostFwdContext, type HostFwdTcpTarget, type HostFwdUdpTarget } from './stack/hostfwd.ts';
+export { parseUpstream, parseAllow, allowed4, type UpstreamAddr, type AllowCidr } from './stack/addr-options.ts';

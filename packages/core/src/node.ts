@@ -6,3 +6,4 @@ export { attachStream, type AttachStreamOptions, type StreamAttachment, type Str
 export { attachDgram, type AttachDgramOptions, type DgramAttachment, type DgramCounters, type DgramPeer } from './transports/dgram.ts';
 export { openPcapFile, type PcapFileSink } from './middleware/pcap-file.ts';
 export { attachWebSocket, webSocketAccept, parseUpgradeRequest, answerUpgrade, type AttachWebSocketOptions, type WebSocketAttachment, type WebSocketCounters, type WebSocketEnd, type UpgradeRequest } from './transports/websocket-node.ts';
+export { createNodeHostIo, parseResolvConf } from './stack/node-host-io.ts';

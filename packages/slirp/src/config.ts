@@ -4,7 +4,7 @@
  * Inconsistent settings (a gateway outside `net`, a DHCP range running past the broadcast address)
  * are control-path errors with a hint.
  */
-import { ErrorCode, GuestnetError, type GuestFwdRule, type HostFwdRule } from '@guestnet/core';
+import { ErrorCode, GuestnetError, parseAllow, parseUpstream, type GuestFwdRule, type HostFwdRule } from '@guestnet/core';
 import { ipv4PrefixMask, ipv4ToString, parseIpv4Addr, parseIpv6Addr, parseMac } from '@guestnet/wire';
 
 export interface SlirpConfig {
@@ -78,32 +78,6 @@ function hostIn(value: string, net: number, prefixLen: number, what: string): nu
   if (addr === null) throw bad(`${what}=${value} is not an IPv4 address`);
   if (((addr & mask) >>> 0) !== net) throw bad(`${what}=${value} is outside net=${ip4str(net)}/${prefixLen}`, 'pick an address inside the guest network');
   return addr;
-}
-
-function parseUpstream(s: string): { address: string; port: number; family: 4 | 6 } {
-  const m = /^\[?([^\]#]+?)\]?(?:#(\d+)|\]:(\d+))?$/.exec(s.trim());
-  const address = m?.[1] ?? '';
-  const port = Number(m?.[2] ?? m?.[3] ?? 53);
-  const family = ip4(address) !== null ? 4 : ip6(address) !== null ? 6 : 0;
-  if (!family || port < 1 || port > 65535) throw bad(`dns-upstream entry '${s}' is not an address`, 'write 127.0.0.1, 127.0.0.1#5353 or [::1]:53');
-  return { address, port, family };
-}
-
-function parseAllow(s: string): { family: 4 | 6; addr: Uint8Array; prefixLen: number } {
-  const [a, p] = s.trim().split('/');
-  const v4 = ip4(a ?? '');
-  if (v4 !== null) {
-    const prefixLen = p === undefined ? 32 : Number(p);
-    if (!(prefixLen >= 0 && prefixLen <= 32)) throw bad(`allow entry '${s}' has a bad prefix length`);
-    return { family: 4, addr: Uint8Array.of(v4 >>> 24, (v4 >>> 16) & 255, (v4 >>> 8) & 255, v4 & 255), prefixLen };
-  }
-  const v6 = ip6(a ?? '');
-  if (v6) {
-    const prefixLen = p === undefined ? 128 : Number(p);
-    if (!(prefixLen >= 0 && prefixLen <= 128)) throw bad(`allow entry '${s}' has a bad prefix length`);
-    return { family: 6, addr: v6, prefixLen };
-  }
-  throw bad(`allow entry '${s}' is not a CIDR`, 'write e.g. 127.0.0.0/8;::1/128');
 }
 
 function mac(s: string): Uint8Array {

@@ -4,9 +4,9 @@
  * StackContext and nothing else, so it can be tested with a fake one.
  */
 import type { SlirpConfig } from './config.ts';
-import type { HostIo } from './host-io.ts';
-import type { FrameOut } from './output.ts';
-import type { TimerQueue } from './timers.ts';
+import type { HostIo } from '@guestnet/core';
+import type { FrameOut } from '@guestnet/core';
+import type { TimerQueue } from '@guestnet/core';
 
 export interface StackContext {
   readonly cfg: SlirpConfig;

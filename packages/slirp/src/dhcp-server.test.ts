@@ -12,7 +12,7 @@ import {
   parseDhcpv4,
 } from '@guestnet/wire';
 import type { Dhcpv4Options, Dhcpv4Repr } from '@guestnet/wire';
-import { DECLINE_HOLD_MS, DHCP_LEASE_SECONDS, DhcpServer } from './dhcp-server.ts';
+import { DECLINE_HOLD_MS, DHCP_LEASE_SECONDS, DhcpServer } from '@guestnet/core';
 import { ip4 } from './config.ts';
 import { fakeContext } from './testing/fake-context.ts';
 

@@ -17,8 +17,8 @@ import {
 import type { DnsRecord, DnsRepr } from '@guestnet/wire';
 import { DnsRelay, pickUpstream } from './dns-relay.ts';
 import { ip4, ip6 } from './config.ts';
-import type { HostAddr, HostIo } from './host-io.ts';
-import { createNodeHostIo } from './node-host-io.ts';
+import type { HostAddr, HostIo } from '@guestnet/core';
+import { createNodeHostIo } from '@guestnet/core/node';
 import { fakeContext } from './testing/fake-context.ts';
 
 const GUEST_MAC = Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56);

@@ -32,8 +32,8 @@
 import { DnsFlag, DnsRcode, DnsView, emitDnsResponse, readDnsQuery } from '@guestnet/wire';
 import { ip4, ip6 } from './config.ts';
 import type { StackContext } from './context.ts';
-import type { HostAddr, HostUdp } from './host-io.ts';
-import { TimerEntry } from './timers.ts';
+import type { HostAddr, HostUdp } from '@guestnet/core';
+import { TimerEntry } from '@guestnet/core';
 
 export const DNS_RELAY_DEFAULT_TIMEOUT_MS = 2000;
 export const DNS_RELAY_MAX_PENDING = 1024;

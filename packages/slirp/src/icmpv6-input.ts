@@ -75,7 +75,7 @@ import {
 } from '@guestnet/wire';
 import type { SlirpConfig } from './config.ts';
 import type { StackContext } from './context.ts';
-import { TimerEntry } from './timers.ts';
+import { TimerEntry } from '@guestnet/core';
 
 /** libslirp's router advertisement constants (ip6_icmp.h), in the units RFC 4861 uses. */
 export const RaParams = {

@@ -8,9 +8,9 @@ import { SlirpBackend } from './slirp.ts';
 export { SlirpBackend, type SlirpRuntime } from './slirp.ts';
 export { slirpOptions } from './options.ts';
 export { resolveSlirpConfig, type SlirpConfig } from './config.ts';
-export type { HostIo, HostTcp, HostUdp, TcpHandlers, UdpHandlers, TcpListener, UdpListener, HostAddr } from './host-io.ts';
-export { createNodeHostIo, parseResolvConf } from './node-host-io.ts';
-export { ManualClock, realClock, type Clock } from './timers.ts';
+export type { HostIo, HostTcp, HostUdp, TcpHandlers, UdpHandlers, TcpListener, UdpListener, HostAddr } from '@guestnet/core';
+export { createNodeHostIo, parseResolvConf } from '@guestnet/core/node';
+export { ManualClock, realClock, type Clock } from '@guestnet/core';
 
 export const descriptor: BackendDescriptor = {
   name: 'slirp',

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseIpv4Addr, parseIpv6Addr } from '@guestnet/wire';
 import { Cleanups, dnsQuery, dnsTestServer, guestWith } from './testing/harness.ts';
-import { createNodeHostIo } from './node-host-io.ts';
+import { createNodeHostIo } from '@guestnet/core/node';
 
 const GW = parseIpv4Addr('10.0.2.2')!;
 const DNS = parseIpv4Addr('10.0.2.3')!;

@@ -29,11 +29,11 @@
 import { TcpView, TcpOptions, scanTcpOptions, ipv4PseudoSum, pseudoSumV6, IpProto, parseIpv4Addr, parseIpv6Addr } from '@guestnet/wire';
 import type { HostFwdRule } from '@guestnet/core';
 import type { StackContext } from './context.ts';
-import type { HostTcp, TcpHandlers } from './host-io.ts';
-import { TimerEntry } from './timers.ts';
+import type { HostTcp, TcpHandlers } from '@guestnet/core';
+import { TimerEntry } from '@guestnet/core';
 import { Table6, type Keyed6 } from './table6.ts';
 import { TcpConnection, resolveTcpConfig, type ResolvedTcpConfig } from './tcp/connection.ts';
-import { createSegmentOut, resetFor, TcpFlag, type TcpOutput, type TcpPayloadSource, type TcpSegmentIn, type TcpSegmentOut } from './tcp/segment.ts';
+import { createSegmentOut, resetFor, TcpFlag, type TcpOutput, type TcpPayloadSource, type TcpSegmentIn, type TcpSegmentOut } from '@guestnet/core';
 
 /** Where a guest connection goes on the host. */
 export type TcpTarget =

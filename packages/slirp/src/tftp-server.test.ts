@@ -8,8 +8,8 @@ import type { TftpOptions, TftpRepr } from '@guestnet/wire';
 import { TftpServer } from './tftp-server.ts';
 import type { TftpServerOptions } from './tftp-server.ts';
 import { ip4, ip6 } from './config.ts';
-import type { HostIo } from './host-io.ts';
-import { createNodeHostIo } from './node-host-io.ts';
+import type { HostIo } from '@guestnet/core';
+import { createNodeHostIo } from '@guestnet/core/node';
 import { fakeContext } from './testing/fake-context.ts';
 
 const GUEST_MAC = Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56);

@@ -31,7 +31,7 @@
 import { TFTP_DEFAULT_BLKSIZE, TFTP_PORT, TftpErrorCode, TftpOpcode, TftpView, emitTftp, parseTftp, tftpLen } from '@guestnet/wire';
 import type { TftpOptions, TftpRepr } from '@guestnet/wire';
 import type { StackContext } from './context.ts';
-import { TimerEntry } from './timers.ts';
+import { TimerEntry } from '@guestnet/core';
 
 export const TFTP_DEFAULT_RETRANSMIT_MS = 2000;
 export const TFTP_DEFAULT_MAX_RETRIES = 5;

@@ -20,8 +20,8 @@
 import { ipv6Equal, parseIpv4Addr, parseIpv6Addr } from '@guestnet/wire';
 import type { HostFwdRule } from '@guestnet/core';
 import type { StackContext } from './context.ts';
-import type { HostUdp, UdpListener } from './host-io.ts';
-import { TimerEntry } from './timers.ts';
+import type { HostUdp, UdpListener } from '@guestnet/core';
+import { TimerEntry } from '@guestnet/core';
 import { Table6 } from './table6.ts';
 
 /** Where a guest datagram goes on the host: an address, or 'drop' (already counted). */

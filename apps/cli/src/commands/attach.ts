@@ -17,7 +17,7 @@
  *   super-frames then reach slirp whole, and slirp hands bulk data back as super-frames). `on`
  *   fails if they cannot be agreed; `off` runs plain frames.
  * - `--configure`: inside the namespace only, bring `lo` and the TAP up, add the guest address
- *   (.100 of the backend's `net`, default 10.0.2.100/24) and a default route via the gateway
+ *   (.100 of the backend's `net`, default 10.0.2.100/24; uip: its `guest_ip`/24 via `host_ip`) and a default route via the gateway
  *   (`host`, default .2). Nothing is written outside the namespace (no resolv.conf: the DNS
  *   address is printed). IPv6 needs nothing: the kernel configures itself by SLAAC from slirp's
  *   router advertisements. Without `--configure` the namespace runs its own DHCP client.
@@ -182,7 +182,12 @@ function hostIn(net: number, mask: number, v: string): number {
  * The addresses --configure sets: slirp4netns' defaults (guest .100, gateway .2, DNS .3),
  * following the backend's `net`, `host` and `dns` options when it has them.
  */
-export function configureAddresses(options: Record<string, unknown>): { address: string; prefixLen: number; gateway: string; dns: string } {
+export function configureAddresses(options: Record<string, unknown>, type = 'slirp'): { address: string; prefixLen: number; gateway: string; dns: string } {
+  if (type === 'uip') {
+    // uip has one fixed guest address and a /24; its gateway also relays DNS (see @guestnet/uip).
+    const gateway = typeof options.host_ip === 'string' ? options.host_ip : '192.168.33.1';
+    return { address: typeof options.guest_ip === 'string' ? options.guest_ip : '192.168.33.15', prefixLen: 24, gateway, dns: gateway };
+  }
   const netStr = typeof options.net === 'string' ? options.net : '10.0.2.0/24';
   const [addr, len] = netStr.split('/');
   const prefixLen = len === undefined ? 24 : Number(len);
@@ -257,7 +262,7 @@ export async function startAttach(opts: AttachOptions): Promise<Attachment> {
   let configured: Attachment['configured'] = null;
   if (opts.configure) {
     try {
-      configured = configureAddresses(options);
+      configured = configureAddresses(options, descriptor.name);
       await inNetns(netnsPath, ['link', 'set', 'lo', 'up']);
       await inNetns(netnsPath, ['link', 'set', 'dev', opts.tap, 'mtu', String(mtu), 'up']);
       await inNetns(netnsPath, ['addr', 'add', `${configured.address}/${configured.prefixLen}`, 'dev', opts.tap]);

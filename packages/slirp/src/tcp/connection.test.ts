@@ -3,8 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { resolveTcpConfig, TcpConnection } from './connection.ts';
 import type { TcpCloseReason, TcpConfig } from './connection.ts';
-import { resetFor, TcpFlag, createSegmentOut } from './segment.ts';
-import type { TcpOutput, TcpPayloadSource, TcpSegmentIn, TcpSegmentOut } from './segment.ts';
+import { resetFor, TcpFlag, createSegmentOut } from '@guestnet/core';
+import type { TcpOutput, TcpPayloadSource, TcpSegmentIn, TcpSegmentOut } from '@guestnet/core';
 
 const { FIN, SYN, RST, PSH, ACK } = TcpFlag;
 

@@ -68,8 +68,8 @@ import { AckAction, NewReno } from './congestion.ts';
 import { RecvBuffer } from './recv-buffer.ts';
 import { RtoEstimator } from './rto.ts';
 import { SendBuffer } from './send-buffer.ts';
-import { clearSegmentOut, createSegmentOut, TcpFlag } from './segment.ts';
-import type { TcpOutput, TcpPayloadSource, TcpSegmentIn } from './segment.ts';
+import { clearSegmentOut, createSegmentOut, TcpFlag } from '@guestnet/core';
+import type { TcpOutput, TcpPayloadSource, TcpSegmentIn } from '@guestnet/core';
 import { seqAdd, seqGe, seqGt, seqLe, seqLt, seqSub } from './seq.ts';
 
 /** Tunables; every field is optional (see {@link resolveTcpConfig} for defaults). */

@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { resolveTcpConfig, TcpConnection } from './connection.ts';
 import type { TcpCloseReason, TcpConfig } from './connection.ts';
-import { TcpFlag } from './segment.ts';
-import type { TcpOutput, TcpPayloadSource, TcpSegmentIn, TcpSegmentOut } from './segment.ts';
+import { TcpFlag } from '@guestnet/core';
+import type { TcpOutput, TcpPayloadSource, TcpSegmentIn, TcpSegmentOut } from '@guestnet/core';
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;

@@ -12,9 +12,9 @@ import { ipv6ToString, macToString } from '@guestnet/wire';
 import { resolveSlirpConfig } from '../config.ts';
 import type { SlirpConfig } from '../config.ts';
 import type { StackContext } from '../context.ts';
-import type { HostIo } from '../host-io.ts';
-import { FrameOut } from '../output.ts';
-import { ManualClock, TimerQueue } from '../timers.ts';
+import type { HostIo } from '@guestnet/core';
+import { FrameOut } from '@guestnet/core';
+import { ManualClock, TimerQueue } from '@guestnet/core';
 
 /** The guest MAC most tests use (52:54:00:12:34:56, QEMU's default). */
 export const FAKE_GUEST_MAC = Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56);

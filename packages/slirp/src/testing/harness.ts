@@ -10,8 +10,8 @@ import { createHash } from 'node:crypto';
 import type { NetBackend } from '@guestnet/core';
 import { SlirpBackend, type SlirpRuntime } from '../slirp.ts';
 import { TestGuest, type TestGuestOptions } from './test-guest.ts';
-import type { HostIo } from '../host-io.ts';
-import { createNodeHostIo } from '../node-host-io.ts';
+import type { HostIo } from '@guestnet/core';
+import { createNodeHostIo } from '@guestnet/core/node';
 
 export const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 

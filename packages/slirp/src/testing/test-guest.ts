@@ -49,9 +49,9 @@ import {
   type NdpRepr,
 } from '@guestnet/wire';
 import type { NetBackend } from '@guestnet/core';
-import { FrameOut } from '../output.ts';
+import { FrameOut } from '@guestnet/core';
 import { TcpConnection, resolveTcpConfig } from '../tcp/connection.ts';
-import { createSegmentOut, type TcpOutput, type TcpPayloadSource, type TcpSegmentIn } from '../tcp/segment.ts';
+import { createSegmentOut, type TcpOutput, type TcpPayloadSource, type TcpSegmentIn } from '@guestnet/core';
 
 export interface TestGuestOptions {
   /** The guest NIC's MAC. Default 52:54:00:12:34:56. */

@@ -11,7 +11,7 @@ import * as dgram from 'node:dgram';
 import { spawn } from 'node:child_process';
 import { open, readFile, realpath } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
-import { AddrInUseError, ErrorCode, GuestnetError, PermissionError } from '@guestnet/core';
+import { AddrInUseError, ErrorCode, GuestnetError, PermissionError } from '../errors.ts';
 import type { HostAddr, HostIo, HostTcp, HostUdp, TcpHandlers, TcpListener, UdpHandlers, UdpListener } from './host-io.ts';
 
 function errInfo(e: unknown): { code: string; message: string } {

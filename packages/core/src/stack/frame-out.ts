@@ -33,7 +33,7 @@ import {
   foldSum,
   sum16,
 } from '@guestnet/wire';
-import type { TcpPayloadSource, TcpSegmentOut } from './tcp/segment.ts';
+import type { TcpPayloadSource, TcpSegmentOut } from './tcp-segment.ts';
 
 export const MAX_FRAME = 12 + 14 + 60 + 60 + 65535;
 

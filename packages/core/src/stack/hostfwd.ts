@@ -1,16 +1,32 @@
 /**
  * Host forwards (QEMU `hostfwd=`): listeners on the host whose connections and datagrams are
- * carried into the guest by the TCP and UDP NAT. Rules are added at init (a port in use fails
+ * carried into the guest by the backend's TCP and UDP flows (slirp's NAT, uip's proxy). Rules are added at init (a port in use fails
  * init with GUESTNET_ADDR_IN_USE) or at run time through the NetBackend hostfwd API.
  *
  * An empty host address was already turned into 127.0.0.1 by the config parser: guestnet does not
  * expose a guest service beyond the host unless the user writes 0.0.0.0 or [::].
  */
-import { ErrorCode, GuestnetError, type HostFwdRule } from '@guestnet/core';
-import type { StackContext } from './context.ts';
-import type { TcpListener, UdpListener } from './host-io.ts';
-import type { TcpNat } from './tcp-nat.ts';
-import type { UdpNat } from './udp-nat.ts';
+import type { HostFwdRule } from '../backend.ts';
+import { ErrorCode, GuestnetError } from '../errors.ts';
+import type { HostIo, HostTcp, TcpHandlers, TcpListener, UdpListener } from './host-io.ts';
+
+/** What the forwards need from their stack (slirp's StackContext satisfies it). */
+export interface HostFwdContext {
+  readonly io: HostIo;
+  count(name: string, n?: number): void;
+  log(level: 'debug' | 'info' | 'warn', msg: string): void;
+}
+
+/** The TCP side: takes an accepted host connection (paused) for `rule`. */
+export interface HostFwdTcpTarget {
+  acceptHostfwd(rule: HostFwdRule, attach: (h: TcpHandlers) => HostTcp): void;
+}
+
+/** The UDP side: a datagram arrived on a forward's listener; `dropListener` forgets its flows. */
+export interface HostFwdUdpTarget {
+  fromHostfwd(listener: UdpListener, rule: HostFwdRule, data: Uint8Array, from: { address: string; port: number }): void;
+  dropListener(listener: UdpListener): void;
+}
 
 interface Active {
   rule: HostFwdRule;
@@ -25,12 +41,12 @@ function sameHost(a: HostFwdRule, b: Pick<HostFwdRule, 'proto' | 'host'>): boole
 }
 
 export class HostForwards {
-  private readonly ctx: StackContext;
-  private readonly tcp: TcpNat;
-  private readonly udp: UdpNat;
+  private readonly ctx: HostFwdContext;
+  private readonly tcp: HostFwdTcpTarget;
+  private readonly udp: HostFwdUdpTarget;
   private readonly active: Active[] = [];
 
-  constructor(ctx: StackContext, tcp: TcpNat, udp: UdpNat) {
+  constructor(ctx: HostFwdContext, tcp: HostFwdTcpTarget, udp: HostFwdUdpTarget) {
     this.ctx = ctx;
     this.tcp = tcp;
     this.udp = udp;

@@ -1,6 +1,6 @@
 /**
  * DHCPv4 server for the virtual link (RFC 2131, options from RFC 2132, 3397), with libslirp's
- * addressing: `cfg.dhcpCount` (16) leases from `cfg.dhcpStart` (.15), gateway/server `cfg.host`.
+ * addressing (uip uses it with a pool of one): `cfg.dhcpCount` (16) leases from `cfg.dhcpStart` (.15), gateway/server `cfg.host`.
  *
  * Theory of operation
  * - A fixed table of `dhcpCount` slots, one per address. A slot remembers its client (the key is
@@ -59,7 +59,44 @@ import {
   parseDhcpv4,
 } from '@guestnet/wire';
 import type { Dhcpv4Options, Dhcpv4Repr } from '@guestnet/wire';
-import type { StackContext } from './context.ts';
+import type { FrameOut } from './frame-out.ts';
+import type { TimerQueue } from './timers.ts';
+
+/**
+ * The addressing a DHCP server hands out; IPv4 addresses as u32. slirp's config satisfies it as
+ * is; uip configures a pool of one (`dhcpStart` = guest_ip, `dhcpCount` = 1).
+ */
+export interface DhcpServerConfig {
+  /** Server identifier, router and (with TFTP) siaddr. */
+  readonly host: number;
+  readonly net: number;
+  readonly mask: number;
+  readonly broadcast: number;
+  readonly dhcpStart: number;
+  readonly dhcpCount: number;
+  /** The DNS server option, unless `dnsServers` is given. */
+  readonly dns: number;
+  /** Several DNS servers (option 6 in this order); overrides `dns` when non-empty. */
+  readonly dnsServers?: readonly number[];
+  readonly hostname: string;
+  readonly domainname: string;
+  readonly dnssearch: readonly string[];
+  readonly mtu: number;
+  readonly tftpRoot: string;
+  readonly tftpServerName: string;
+  readonly bootfile: string;
+}
+
+/** What the DHCP server needs from its stack (a subset of slirp's StackContext). */
+export interface DhcpServerContext {
+  readonly cfg: DhcpServerConfig;
+  readonly timers: TimerQueue;
+  readonly out: FrameOut;
+  drop(reason: string, n?: number): void;
+  count(name: string, n?: number): void;
+  learn4(ip: number, mac: Uint8Array): void;
+  log(level: 'debug' | 'info' | 'warn', msg: string): void;
+}
 
 /** Lease time, as libslirp (LEASE_TIME = 24 h). */
 export const DHCP_LEASE_SECONDS = 24 * 3600;
@@ -97,12 +134,12 @@ function hex(b: Uint8Array): string {
 }
 
 export class DhcpServer {
-  private readonly ctx: StackContext;
+  private readonly ctx: DhcpServerContext;
   private readonly slots: Slot[] = [];
   private readonly view = new Dhcpv4View();
   private closed = false;
 
-  constructor(ctx: StackContext) {
+  constructor(ctx: DhcpServerContext) {
     this.ctx = ctx;
     const { dhcpStart, dhcpCount } = ctx.cfg;
     for (let i = 0; i < dhcpCount; i++) {
@@ -331,7 +368,7 @@ export class DhcpServer {
     }
     o.subnetMask = cfg.mask;
     o.routers = [cfg.host];
-    o.dnsServers = [cfg.dns];
+    o.dnsServers = cfg.dnsServers && cfg.dnsServers.length > 0 ? cfg.dnsServers.slice() : [cfg.dns];
     o.broadcastAddr = cfg.broadcast;
     if (cfg.hostname) o.hostname = cfg.hostname;
     if (cfg.domainname) o.domainName = cfg.domainname;
