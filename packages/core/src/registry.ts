@@ -2,7 +2,7 @@
  * The backend registry and loader.
  *
  * `createBackend("backend=slirp,hostfwd=tcp::2222-:22")` parses the string, resolves the backend
- * type to a package (`@guestnet/slirp`), imports it (each backend is installed separately, so a
+ * type to its package (`@guestnet/` + type), imports it (each backend is installed separately, so a
  * program only pays for the backends it uses), validates the options against the descriptor's
  * schema and returns an un-initialised NetBackend.
  *
@@ -20,13 +20,16 @@ import { validateOptions } from './config/validate.ts';
 import { suggest } from './config/suggest.ts';
 import { BackendNotInstalledError, ConfigError, ErrorCode, GuestnetError } from './errors.ts';
 
+/** The npm scope of the backends guestnet ships: each is `@guestnet/<name>`, installed separately. */
+const SCOPE = '@guestnet/';
+
 /** Backends guestnet ships, by canonical name, with the aliases users type. */
 export const KNOWN_BACKENDS: Readonly<Record<string, { pkg: string; aliases: readonly string[]; summary: string }>> = {
-  slirp: { pkg: '@guestnet/slirp', aliases: ['user'], summary: 'user-mode NAT (libslirp semantics), no root' },
-  uip: { pkg: '@guestnet/uip', aliases: [], summary: 'kvmtool-style minimal user-mode proxy' },
-  tap: { pkg: '@guestnet/tap', aliases: ['vmnet'], summary: 'Linux TAP device' },
-  netmap: { pkg: '@guestnet/netmap', aliases: ['vale'], summary: 'shared-memory ring port on a VALE-style switch' },
-  pair: { pkg: '@guestnet/core', aliases: [], summary: 'two endpoints back to back (tests)' },
+  slirp: { pkg: `${SCOPE}slirp`, aliases: ['user'], summary: 'user-mode NAT (libslirp semantics), no root' },
+  uip: { pkg: `${SCOPE}uip`, aliases: [], summary: 'kvmtool-style minimal user-mode proxy' },
+  tap: { pkg: `${SCOPE}tap`, aliases: ['vmnet'], summary: 'Linux TAP device' },
+  netmap: { pkg: `${SCOPE}netmap`, aliases: ['vale'], summary: 'shared-memory ring port on a VALE-style switch' },
+  pair: { pkg: `${SCOPE}core`, aliases: [], summary: 'two endpoints back to back (tests)' },
 };
 
 export type Importer = (specifier: string) => Promise<unknown>;
