@@ -199,8 +199,8 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
 export function svg(r: Results): string {
   const peers = r.peers.filter((p) => p.name !== BASELINE && !p.unavailable);
   const metrics = METRICS.filter((m) => m.target?.kind !== 'absolute');
-  const W = 980;
-  const left = 300;
+  const W = 1080;
+  const left = 390;
   const rowH = 14 * Math.max(1, peers.length) + 12;
   const top = 50;
   const H = top + rowH * metrics.length + 50;
