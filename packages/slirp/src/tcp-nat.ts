@@ -258,6 +258,7 @@ export class TcpNat {
   private readonly router: TcpRouter;
   private nextHostfwdPort = 0;
   private totalPaused = false;
+  private lastTotalCheck = -Infinity;
 
   constructor(ctx: StackContext, router: TcpRouter) {
     this.ctx = ctx;
@@ -304,6 +305,10 @@ export class TcpNat {
     const limit = this.ctx.cfg.maxTotalBuffer;
     // Cheap estimate first: flows × per-flow bound cannot exceed the limit → nothing to do.
     if (this.count * this.ctx.cfg.maxFlowBuffer * 2 <= limit && !this.totalPaused) return;
+    // The walk over every flow is amortized: at most once per 5 ms of stack time.
+    const now = this.ctx.timers.now();
+    if (now - this.lastTotalCheck < 5) return;
+    this.lastTotalCheck = now;
     const used = this.bufferedBytes();
     if (!this.totalPaused && used > limit) {
       this.totalPaused = true;
@@ -521,6 +526,8 @@ export class TcpNat {
       f.afterEngine();
     }
     this.dirty.length = 0;
+    // ACKs in this batch may have freed buffer space: reads paused by the total limit resume here.
+    this.checkTotal();
   }
 
   // ---- hostfwd ---------------------------------------------------------------------------------
