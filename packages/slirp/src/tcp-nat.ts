@@ -45,6 +45,8 @@ export type TcpTarget =
 export type TcpRouter = (family: 4 | 6, dst4: number, dst6: Uint8Array | null, dstPort: number) => TcpTarget | null | 'drop';
 
 const ACC_SIZE = 64 * 1024;
+/** First allocation of a batch's guest→host buffer when the first chunk is small. */
+const SMALL_ACC = 2048;
 
 const NO_ADDR6 = new Uint8Array(16);
 
@@ -118,15 +120,24 @@ class Flow implements TcpOutput, Keyed6 {
   takeFromGuest(chunk: Uint8Array): void {
     let off = 0;
     while (off < chunk.length) {
+      const rem = chunk.length - off;
       if (!this.acc) {
-        this.acc = new Uint8Array(Math.max(ACC_SIZE, chunk.length - off));
+        // Sized for what arrived: a request/response flow writes a few bytes per batch, and a
+        // 64 KiB buffer handed to the socket for each of them is pure allocation and GC churn.
+        this.acc = new Uint8Array(rem <= SMALL_ACC ? SMALL_ACC : Math.max(ACC_SIZE, rem));
         this.accLen = 0;
+      } else if (this.acc.length < ACC_SIZE && this.acc.length - this.accLen < rem) {
+        // A second segment in the same batch: this is bulk data, grow to the coalescing size.
+        const big = new Uint8Array(ACC_SIZE);
+        big.set(this.acc.subarray(0, this.accLen));
+        this.acc = big;
       }
       const n = Math.min(chunk.length - off, this.acc.length - this.accLen);
       this.acc.set(chunk.subarray(off, off + n), this.accLen);
       this.accLen += n;
       off += n;
-      if (this.accLen === this.acc.length) this.writeToHost();
+      // A full small buffer grows on the next chunk instead (keeps coalescing for bulk data).
+      if (this.accLen === this.acc.length && this.accLen >= ACC_SIZE) this.writeToHost();
     }
     this.markDirty();
   }
