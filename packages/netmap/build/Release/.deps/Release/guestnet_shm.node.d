@@ -1,0 +1,1 @@
+cmd_Release/guestnet_shm.node := ln -f "Release/obj.target/guestnet_shm.node" "Release/guestnet_shm.node" 2>/dev/null || (rm -rf "Release/guestnet_shm.node" && cp -af "Release/obj.target/guestnet_shm.node" "Release/guestnet_shm.node")

@@ -1,0 +1,1 @@
+cmd_Release/obj.target/guestnet_shm.node := g++ -o Release/obj.target/guestnet_shm.node -shared -pthread -rdynamic -m64  -Wl,-soname=guestnet_shm.node -Wl,--start-group Release/obj.target/guestnet_shm/src/native/shm.o -Wl,--end-group 
