@@ -110,6 +110,8 @@ export class DnsRelay {
   /** Index of the upstream that answered last: the TCP path prefers a resolver known to work. */
   private lastGood = -1;
   private closed = false;
+  /** Answers from upstream that were dropped; the 1st and every 1000th are logged (bounded log). */
+  private badAnswers = 0;
 
   constructor(ctx: StackContext, opts: DnsRelayOptions = {}) {
     this.ctx = ctx;
@@ -309,6 +311,7 @@ export class DnsRelay {
     const v = this.view;
     if (!v.reset(data, 0, data.length) || !v.qr) {
       this.ctx.drop('dns-bad-response');
+      this.logBad('not a DNS response', from);
       return;
     }
     const p = this.pending.get(v.id);
@@ -317,6 +320,7 @@ export class DnsRelay {
     if (p) for (let i = 0; i <= p.tryIdx && i < this.upstreamKeys.length; i++) if (this.upstreamKeys[i] === fromKey) upIdx = i;
     if (!p || upIdx < 0 || !this.sameQuestion(p.query, data)) {
       this.ctx.drop('dns-unexpected-response');
+      this.logBad(!p ? 'unknown query id' : upIdx < 0 ? 'not from the upstream asked' : 'question differs', from);
       return;
     }
     this.finish(p);
@@ -326,6 +330,13 @@ export class DnsRelay {
     answer[1] = p.guestId & 0xff;
     this.ctx.count('dns-answer');
     this.toGuest(p, answer);
+  }
+
+  private logBad(why: string, from: { address: string; port: number }): void {
+    // Rate-bounded: a flood of garbage from the host network must not become a flood of log lines.
+    if (this.badAnswers++ % 1000 === 0) {
+      this.ctx.log('warn', `dns: dropped an answer from ${from.address}#${from.port}: ${why} (${this.badAnswers} so far)`);
+    }
   }
 
   /** Whether the response echoes the query's question section (RFC 5452 §9.1). */

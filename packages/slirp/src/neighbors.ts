@@ -79,6 +79,8 @@ export class NeighborTable {
   private tick = 0;
   private readonly last = new Uint8Array(6);
   private hasLast = false;
+  /** Entries pushed out by a full table (a guest inventing addresses), both families. */
+  evictions = 0;
 
   constructor(opts: NeighborTableOptions = {}) {
     this.max4 = Math.max(1, Math.floor(opts.max4 ?? 256));
@@ -116,6 +118,7 @@ export class NeighborTable {
       if (this.v4.size >= this.max4) {
         e = this.oldest4();
         this.v4.delete(e.ip);
+        this.evictions++;
       } else {
         e = new Entry4();
       }
@@ -141,6 +144,7 @@ export class NeighborTable {
       if (this.count6 >= this.max6) {
         e = this.oldest6();
         this.unlink6(e);
+        this.evictions++;
       } else {
         e = new Entry6();
       }

@@ -231,7 +231,12 @@ export class SlirpBackend extends BaseBackend {
   }
 
   protected override extraStats(): Record<string, number> {
-    return { ...this.extra, 'tcp-buffered-bytes': this.tcp.bufferedBytes(), 'dhcp-leases': this.dhcp.leases().length };
+    return {
+      ...this.extra,
+      'tcp-buffered-bytes': this.tcp.bufferedBytes(),
+      'dhcp-leases': this.dhcp.leases().length,
+      'neighbor-evicted': this.neighbors.evictions,
+    };
   }
 
   /** DHCP leases handed out (for `guestnet stats` and tests). */

@@ -393,7 +393,8 @@ export class TcpProxy {
   private synOptions(c: Conn, window: number): void {
     const o = this.opts;
     o.clear();
-    scanTcpOptions(this.view, o);
+    // Options with a bad length end the scan (as Linux): what came before them still counts.
+    if (!scanTcpOptions(this.view, o)) this.ctx.count('tcp-options-malformed');
     c.mss = Math.max(64, Math.min(o.mss > 0 ? o.mss : 536, this.ctx.cfg.mtu - 40));
     c.guestWnd = window;
     if (o.wscale >= 0) {

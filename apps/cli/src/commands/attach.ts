@@ -319,9 +319,9 @@ export const attachCommand: Command = {
     // socket open yet: without a ref'd handle of our own the process would just exit here.
     const keepAlive = setInterval(() => {}, 1 << 30);
     let watch: ReturnType<typeof setInterval> | null = null;
-    const onSignal: { fn?: () => void } = {};
+    const onSignal: { fn?: (sig?: NodeJS.Signals) => void } = {};
     const reason = await new Promise<{ code: number; why: string }>((resolve) => {
-      onSignal.fn = () => resolve({ code: 0, why: 'signal' });
+      onSignal.fn = (sig) => resolve({ code: 0, why: sig ?? 'signal' });
       process.once('SIGINT', onSignal.fn);
       process.once('SIGTERM', onSignal.fn);
       void att.failed.then((e) => resolve({ code: 1, why: e.message }));
@@ -340,6 +340,8 @@ export const attachCommand: Command = {
     if (watch) clearInterval(watch);
     process.removeListener('SIGINT', onSignal.fn!);
     process.removeListener('SIGTERM', onSignal.fn!);
+    // Like serve: a signal is said on stderr, so a log shows why the guest lost its network.
+    if (reason.code === 0 && reason.why.startsWith('SIG')) err.write(`guestnet: ${reason.why}, detaching ${opts.tap}\n`);
     await att.close();
     if (reason.code !== 0) err.write(`guestnet: attach ended: ${reason.why}\n`);
     return reason.code;
