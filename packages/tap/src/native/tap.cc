@@ -51,6 +51,18 @@
 
 namespace {
 
+// The bytes of a typed array, whether its buffer is an ArrayBuffer or a SharedArrayBuffer
+// (ta.ArrayBuffer().Data() fails for the latter: napi_get_arraybuffer_info rejects a SAB).
+const uint8_t* ViewBytes(napi_env env, napi_value v) {
+  napi_typedarray_type t;
+  size_t n;
+  void* data = nullptr;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &t, &n, &data, &ab, &off) != napi_ok) return nullptr;
+  return static_cast<const uint8_t*>(data);
+}
+
 const char* ErrnoName(int e) {
   switch (e) {
     case EPERM: return "EPERM";
@@ -681,7 +693,9 @@ class TapPoller : public Napi::ObjectWrap<TapPoller> {
     size_t off = info[1].As<Napi::Number>().Uint32Value();
     size_t len = info[2].As<Napi::Number>().Uint32Value();
     if (off + len > ta.ByteLength()) return Napi::Number::New(env, -EINVAL);
-    const uint8_t* p = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset() + off;
+    const uint8_t* base = ViewBytes(env, ta);
+    if (base == nullptr) return Napi::Number::New(env, -EINVAL);
+    const uint8_t* p = base + off;
     ssize_t r = WriteOne(p, len);
     if (r < 0 && r != -EAGAIN) {
       txErrors_++;
@@ -707,7 +721,12 @@ class TapPoller : public Napi::ObjectWrap<TapPoller> {
         continue;
       }
       Napi::TypedArray ta = v.As<Napi::TypedArray>();
-      const uint8_t* p = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+      const uint8_t* p = ViewBytes(env, ta);
+      if (p == nullptr) {
+        txErrors_++;
+        lastTxErrno_ = EINVAL;
+        continue;
+      }
       ssize_t r = WriteOne(p, ta.ByteLength());
       if (r == -EAGAIN || r == -EWOULDBLOCK) break;
       if (r < 0) {
