@@ -6,6 +6,7 @@ import { attachCommand } from './attach.ts';
 import { serveCommand } from './serve.ts';
 import { hostfwdCommand } from './hostfwd.ts';
 import { statsCommand } from './stats.ts';
+import { switchCommand } from './switch.ts';
 
 export const commands: Record<string, Command> = {
   help: helpCommand,
@@ -15,6 +16,7 @@ export const commands: Record<string, Command> = {
   serve: serveCommand,
   hostfwd: hostfwdCommand,
   stats: statsCommand,
+  switch: switchCommand,
 };
 
 export { usage };
