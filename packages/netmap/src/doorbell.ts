@@ -21,7 +21,10 @@
  * A wait cannot be cancelled; `close()` marks the doorbell closed and notifies the word, so the
  * pending wait resolves at once and is not re-armed.
  *
- * Across processes (SHM's socketDoorbell) the same interface is implemented over a socket.
+ * Across processes the Atomics doorbell does not work: `Atomics.notify` only wakes waiters in the
+ * calling process (V8 keeps waiter lists per process, outside the shared memory), so a ring
+ * from another process is never seen. There the same interface is implemented with kicks over a
+ * unix socket (socket-doorbell.ts); the rings themselves stay in shared memory.
  */
 
 /** One direction of kicks. `ring()` from one side, `onRing()` on the other. */
@@ -131,8 +134,11 @@ class AtomicsDoorbell implements Doorbell {
 
 /**
  * A doorbell on the 32-bit word at `byteOffset` of `mem` (4-aligned). Both sides create one on the
- * same word: one calls `ring()`, the other `onRing()`. Works between threads of a process, and
- * between processes when `mem` is a mapped shared file.
+ * same word: one calls `ring()`, the other `onRing()`. Works between threads of ONE process only:
+ * on a mapped shared file the word itself is shared, but `Atomics.notify` wakes only waiters of
+ * the calling process (V8 keeps its waiter list per process, not in the shared memory), so a
+ * waiter in another process never wakes. Cross-process ports use socket kicks instead
+ * (socket-doorbell.ts).
  */
 export function atomicsDoorbell(mem: SharedArrayBuffer, byteOffset: number): Doorbell {
   return new AtomicsDoorbell(mem, byteOffset);

@@ -30,10 +30,9 @@ import { joinLocalSwitch, openLocalPipeEnd, parseValePortName } from './local.ts
 type TryAttachRemote = (name: string, port: number | string, opts: BackendOptions) => Promise<NetBackend | null>;
 
 async function loadRemote(): Promise<TryAttachRemote | null> {
-  // The extension follows this module's own (".ts" in the repo, ".js" once built).
-  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  // A literal specifier, so bundlers follow it (and tsc rewrites the extension when it emits).
   try {
-    const mod = (await import(new URL(`./remote${ext}`, import.meta.url).href)) as { tryAttachRemote?: TryAttachRemote };
+    const mod = (await import('./remote.ts')) as { tryAttachRemote?: TryAttachRemote };
     return typeof mod.tryAttachRemote === 'function' ? mod.tryAttachRemote : null;
   } catch (err) {
     const code = (err as { code?: string })?.code;

@@ -22,9 +22,9 @@
  *
  * Capabilities: MTU up to 65535 (frames up to MAX_FRAME_LEN, with a virtio-net header of 10 or
  * 12 bytes if negotiated; the header length is declared in the region so the switch can
- * convert). Offloads are granted as asked: the switch passes offloaded frames only to ports that
- * speak the same header and drops them (counted) elsewhere. A pipe does no conversion: both ends
- * must agree on the header length.
+ * convert), and so are the offloads granted (the switch completes checksums and segments TSO/USO
+ * super-frames for a port that did not take them). A pipe does no conversion: both ends must
+ * agree on the header length and offloads.
  *
  * close() marks the region closed, kicks the other side (the switch then detaches the port) and
  * releases the doorbells; the optional `onClose` hook lets the in-process registry detach at once.
@@ -32,6 +32,7 @@
 import { BaseBackend, Verdict, type Capabilities } from '@guestnet/core';
 import { MAX_FRAME_LEN, type NetmapRing, type PortRegion } from './ring.ts';
 import type { Doorbell } from './doorbell.ts';
+import { setPortOffloads } from './switch.ts';
 
 export interface NetmapPortOptions {
   /** IP MTU announced in capabilities(). Default 1500; up to 65535. */
@@ -109,10 +110,13 @@ export class NetmapPortBackend extends BaseBackend {
   protected override onCapabilities(caps: Capabilities): void {
     this.reserveSlots = this.reserveFor(caps.maxFrameLen);
     this.region.setVnetHdrLen(caps.vnetHdrLen);
+    setPortOffloads(this.region, caps.offloads);
   }
 
   protected async onInit(): Promise<void> {
     this.region.setVnetHdrLen(this.caps.vnetHdrLen);
+    // Declared, so the switch checksums/segments for this port what it did not negotiate.
+    setPortOffloads(this.region, this.caps.offloads);
     this.fromSwitch.onRing(() => this.kicked());
     if (this.keepAlive) this.fromSwitch.ref?.();
     // Frames may already wait (a reopened region): look once init() has resolved and the state

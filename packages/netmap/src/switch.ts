@@ -32,9 +32,20 @@
  * the pump waits for the backend's drain, and the ring in between absorbs bursts (then the stall
  * rule above applies).
  *
- * Virtio-net headers: each port region declares its header length (0/10/12). Between ports with
- * the same length frames pass verbatim; otherwise only frames without offload (flags and
- * gso_type zero) are converted (header stripped or zero-filled), others drop as `vnet-mismatch`.
+ * Virtio-net headers and offloads (after VALE's `bdg_mismatch_datapath`): each port declares its
+ * header length (0/10/12, region word 20) and may declare the offloads it accepts (region word
+ * 36, {@link setPortOffloads}; a port with a header that declares nothing is taken to accept
+ * every offload, as before). A frame whose header asks for nothing (no NEEDS_CSUM, no GSO) only
+ * gets its header stripped, zero-filled or resized. An offloaded frame (NEEDS_CSUM, or a
+ * TSO/USO super-frame) passes unchanged — header resized if need be — to every port that accepts
+ * those offloads; for all the others it is finalised ONCE per frame in software
+ * (@guestnet/wire `finalizeVirtioNet`: checksum completed, super-frame cut into gso_size
+ * segments with their own IP/TCP fields and checksums) and each resulting frame is copied to
+ * each of them (with a zero header if they have one). Malformed offload headers drop at the
+ * source as `offload-<reason>`. Uplinks negotiate a 12-byte header with csum/tso4/tso6 when the
+ * backend can ({@link ValeSwitch.attachBackend}), so guest TSO frames reach e.g. slirp whole and
+ * are cut only on the way to ports without TSO. A unicast frame to be segmented is held back
+ * unless its destination has room for all segments (the stall rule applies as usual).
  *
  * Counters are from the switch's point of view: `rx*` = frames the switch took from the port
  * (the guest sent), `tx*` = frames the switch put on the port.
@@ -43,7 +54,8 @@
  * learnt and flood); one ring pair per port. Not done: VLAN-aware forwarding, STP, port mirroring,
  * netmap's lookup-function hook, per-port MAC limits.
  */
-import { ErrorCode, GuestnetError, Verdict, type BackendEvents, type NetBackend } from '@guestnet/core';
+import { ErrorCode, GuestnetError, Verdict, type BackendEvents, type Capabilities, type NetBackend, type Offloads } from '@guestnet/core';
+import { GSO_STATUS_NAMES, GsoStatus, VirtioNetFlags, VirtioNetGso, finalizeVirtioNet } from '@guestnet/wire';
 import { MAX_FRAME_LEN, formatPortRegion, openPortRegion, portRegionBytes, type NetmapRing, type PortRegion, type RingGeometry } from './ring.ts';
 import type { Doorbell } from './doorbell.ts';
 
@@ -54,6 +66,38 @@ const DEFAULT_BATCH = 512;
 const MAX_MACS = 65536;
 /** Room before the frame in the scratch buffer, so a virtio-net header can be prefixed in place. */
 const HEADROOM = 16;
+
+/**
+ * Region word where the port side may declare the offloads its user accepts (byte offset 36: the
+ * first word ring.ts v1 leaves reserved and zero, so older port sides declare nothing).
+ */
+export const PORT_OFFLOADS_OFFSET = 36;
+/** Bits of the offloads word. `DECLARED` tells a declaration apart from the reserved zero. */
+export const PortOffload = { CSUM: 1, TSO4: 2, TSO6: 4, ECN: 8, UFO: 16, DECLARED: 0x100 } as const;
+const ALL_OFFLOADS = PortOffload.CSUM | PortOffload.TSO4 | PortOffload.TSO6 | PortOffload.ECN | PortOffload.UFO;
+/** A gso_type nobody accepts (unknown values): such frames go to finalizeVirtioNet, which drops them. */
+const UNKNOWN_GSO = 0x80;
+
+/** The offloads bit mask of an {@link Offloads} record. */
+export function portOffloadMask(o: Offloads): number {
+  return (
+    (o.csum ? PortOffload.CSUM : 0) |
+    (o.tso4 ? PortOffload.TSO4 : 0) |
+    (o.tso6 ? PortOffload.TSO6 : 0) |
+    (o.ecn ? PortOffload.ECN : 0) |
+    (o.ufo ? PortOffload.UFO : 0)
+  );
+}
+
+/**
+ * Port side: declare the offloads the port's user accepts on frames the switch delivers (call it
+ * whenever capabilities change, next to `setVnetHdrLen`). Without a declaration a port with a
+ * virtio-net header is assumed to accept every offload.
+ */
+export function setPortOffloads(region: PortRegion, o: Offloads): void {
+  const w = new Int32Array(region.mem, region.byteOffset + PORT_OFFLOADS_OFFSET, 1);
+  Atomics.store(w, 0, PortOffload.DECLARED | portOffloadMask(o));
+}
 
 export interface ValeSwitchOptions {
   /** How long a learnt MAC stays valid without traffic from it. Default 300 000 ms. */
@@ -81,11 +125,24 @@ export interface SwitchPortStats {
   drops: Record<string, number>;
 }
 
+/** Software offload work done for ports that do not take offloads (whole switch). */
+export interface SwitchOffloadStats {
+  /** Super-frames cut into segments (once per frame, whatever the number of destinations). */
+  segmented: number;
+  /** Segments those produced. */
+  segments: number;
+  /** Frames whose partial checksum was completed (no segmentation). */
+  checksummed: number;
+  /** Offloaded frames dropped as malformed / unsupported (also in the source's drops). */
+  dropped: number;
+}
+
 export interface SwitchStats {
   name: string;
   ports: SwitchPortStats[];
   macs: number;
   rounds: number;
+  offload: SwitchOffloadStats;
 }
 
 export interface PortHandle {
@@ -101,7 +158,6 @@ const DropReason = {
   ringFull: 'rx-ring-full',
   tooBig: 'too-big',
   runt: 'runt',
-  vnetMismatch: 'vnet-mismatch',
   samePort: 'same-port',
   badSlot: 'bad-slot',
   badIndex: 'bad-index',
@@ -145,6 +201,10 @@ class Port {
   closeBackend = false;
   /** The uplink backend's virtio-net header length, read once at attach. */
   uplinkVnet = 0;
+  /** The uplink backend's offloads ({@link PortOffload} bits), read once at attach. */
+  uplinkOffloads = 0;
+  /** Region ports: the offloads word the port side may declare. */
+  readonly offWord: Int32Array | null;
 
   constructor(index: number, kind: 'region' | 'backend', region: PortRegion, toPort: Doorbell, fromPort: Doorbell | null) {
     this.index = index;
@@ -154,6 +214,19 @@ class Port {
     this.to = region.rx;
     this.toPort = toPort;
     this.fromPort = fromPort;
+    this.offWord = kind === 'region' ? new Int32Array(region.mem, region.byteOffset + PORT_OFFLOADS_OFFSET, 1) : null;
+  }
+
+  vnet(): number {
+    return this.kind === 'backend' ? this.uplinkVnet : this.region.vnetHdrLen();
+  }
+
+  /** Offloads accepted on frames delivered to this port, given its header length `hd`. */
+  accepts(hd: number): number {
+    if (hd === 0) return 0;
+    if (this.offWord === null) return this.uplinkOffloads;
+    const w = Atomics.load(this.offWord, 0);
+    return (w & PortOffload.DECLARED) !== 0 ? w & ALL_OFFLOADS : ALL_OFFLOADS;
   }
 
   drop(reason: string): void {
@@ -183,6 +256,24 @@ export class ValeSwitch {
   private readonly dirty: Port[] = [];
   private readonly macs = new Map<number, LearnEntry>();
   private readonly scratch = new Uint8Array(HEADROOM + MAX_FRAME_LEN);
+  /** The source frame's virtio-net header (zeros if it has none), rewritten per destination. */
+  private readonly srcHdr = new Uint8Array(12);
+  /** Output of finalizeVirtioNet: one finished frame at a time, with room for a header before it. */
+  private readonly fin = new Uint8Array(HEADROOM + MAX_FRAME_LEN);
+  /** Destinations that need the software-finalised frame (the first `finN`). */
+  private readonly finDests: Port[] = [];
+  private finN = 0;
+  private finOut = 0;
+  private readonly offload: SwitchOffloadStats = { segmented: 0, segments: 0, checksummed: 0, dropped: 0 };
+  private readonly emitFin = (b: Uint8Array, off: number, n: number): void => {
+    this.finOut++;
+    for (let i = 0; i < this.finN; i++) {
+      const d = this.finDests[i]!;
+      const hd = d.vnet();
+      for (let k = 1; k <= hd; k++) b[off - k] = 0;
+      this.put(d, b, off - hd, n + hd, false);
+    }
+  };
   private roundScheduled = false;
   private flushScheduled = false;
   private stallTimer: ReturnType<typeof setTimeout> | null = null;
@@ -246,9 +337,14 @@ export class ValeSwitch {
   /**
    * Make `port` an uplink to `backend`: the switch initialises it (push mode) and, unless
    * `closeOnDetach` is false, closes it when the port is detached or the switch closes.
+   * With `vnetHdr: 'auto'` (default) and a backend still without a virtio-net header, the switch
+   * offers it a 12-byte header (else 10) with csum/tso4/tso6 — whatever it grants is used, so
+   * offloaded frames from guests pass to it whole and its own TSO frames are cut only for ports
+   * without TSO. `'off'` (or a backend already negotiated by the caller) keeps its settings.
    */
-  async attachBackend(port: number, backend: NetBackend, opts: { closeOnDetach?: boolean } = {}): Promise<PortHandle> {
+  async attachBackend(port: number, backend: NetBackend, opts: { closeOnDetach?: boolean; vnetHdr?: 'auto' | 'off' } = {}): Promise<PortHandle> {
     this.checkAttach(port);
+    const caps = (opts.vnetHdr ?? 'auto') === 'auto' ? offerOffloads(backend) : backend.capabilities();
     const g = this.uplinkGeometry;
     const mem = new SharedArrayBuffer(portRegionBytes(g));
     formatPortRegion(mem, g);
@@ -265,7 +361,8 @@ export class ValeSwitch {
     p.pumpRing = pumpSide.rx;
     p.pumpBuf = new Uint8Array(MAX_FRAME_LEN);
     p.closeBackend = opts.closeOnDetach ?? true;
-    p.uplinkVnet = backend.capabilities().vnetHdrLen;
+    p.uplinkVnet = caps.vnetHdrLen;
+    p.uplinkOffloads = caps.vnetHdrLen > 0 ? portOffloadMask(caps.offloads) : 0;
     pumpSide.setVnetHdrLen(p.uplinkVnet as 0 | 10 | 12);
     this.add(p);
     p.pumpRing.armWakeup();
@@ -282,6 +379,12 @@ export class ValeSwitch {
       if (this.ports[port] === p) this.remove(p);
       throw err;
     }
+    // A backend may learn what it can really do only when it opens its device (a TAP whose
+    // kernel lacks an offload): take what is in force now.
+    const now = backend.capabilities();
+    p.uplinkVnet = now.vnetHdrLen;
+    p.uplinkOffloads = now.vnetHdrLen > 0 ? portOffloadMask(now.offloads) : 0;
+    pumpSide.setVnetHdrLen(p.uplinkVnet as 0 | 10 | 12);
     return this.handle(p);
   }
 
@@ -293,7 +396,7 @@ export class ValeSwitch {
   }
 
   stats(): SwitchStats {
-    return { name: this.name, ports: this.active.map((p) => this.statsOf(p)), macs: this.macs.size, rounds: this.rounds };
+    return { name: this.name, ports: this.active.map((p) => this.statsOf(p)), macs: this.macs.size, rounds: this.rounds, offload: { ...this.offload } };
   }
 
   /** Counters of one attached port, or undefined. */
@@ -502,13 +605,18 @@ export class ValeSwitch {
    */
   private forward(src: Port, len: number, mayBlock: boolean): boolean {
     const s = this.scratch;
-    const hs = src.kind === 'backend' ? src.uplinkVnet : src.region.vnetHdrLen();
+    const hs = src.vnet();
     if (len < hs + 14) {
       src.drop(DropReason.runt);
       return true;
     }
     const e = HEADROOM + hs;
     const now = this.roundNow;
+    // The offloads this frame asks of its receiver (0: a plain frame, only the header changes).
+    const h = this.srcHdr;
+    let need = 0;
+    for (let i = 0; i < 12; i++) h[i] = i < hs ? s[HEADROOM + i]! : 0;
+    if (hs > 0) need = offloadsNeeded(h[0]!, h[1]!);
     // Learn the source (RFC-less, as every bridge does): unicast sources only.
     if ((s[e + 6]! & 1) === 0) {
       const key = macKey(s, e + 6);
@@ -530,40 +638,101 @@ export class ValeSwitch {
             src.drop(DropReason.samePort);
             return true;
           }
-          return this.deliver(dst, len, hs, mayBlock);
+          const hd = dst.vnet();
+          if (need === 0 || (need & ~dst.accepts(hd)) === 0) return this.deliver(dst, len, hs, hd, mayBlock);
+          this.finDests[0] = dst;
+          return this.finalizeTo(src, len, hs, 1, mayBlock);
         }
         this.macs.delete(key);
       }
     }
-    // Broadcast, multicast, unknown or aged unicast: every other port.
+    // Broadcast, multicast, unknown or aged unicast: every other port. Ports that take the
+    // frame's offloads get it as it is; the others share one software-finalised copy.
     const ports = this.active;
+    let nFin = 0;
     for (let i = 0; i < ports.length; i++) {
       const d = ports[i]!;
-      if (d !== src) this.deliver(d, len, hs, false);
+      if (d === src) continue;
+      const hd = d.vnet();
+      if (need === 0 || (need & ~d.accepts(hd)) === 0) this.deliver(d, len, hs, hd, false);
+      else this.finDests[nFin++] = d;
+    }
+    if (nFin > 0) this.finalizeTo(src, len, hs, nFin, false);
+    return true;
+  }
+
+  /** Deliver the frame in scratch as it is, its header (if any) resized from `hs` to `hd` bytes. */
+  private deliver(d: Port, len: number, hs: number, hd: number, mayBlock: boolean): boolean {
+    const s = this.scratch;
+    const start = HEADROOM + hs - hd;
+    // Rewrite the header from the saved copy: an earlier destination may have resized it in place.
+    const h = this.srcHdr;
+    for (let i = 0; i < hd; i++) s[start + i] = h[i]!;
+    return this.put(d, s, start, len - hs + hd, mayBlock);
+  }
+
+  /**
+   * Finalise the offloaded frame in scratch in software (checksum / segmentation) and deliver the
+   * result to `finDests[0, n)`. With `mayBlock` (one unicast destination) the frame is held back
+   * (false) unless the destination has room for all the segments.
+   */
+  private finalizeTo(src: Port, len: number, hs: number, n: number, mayBlock: boolean): boolean {
+    const s = this.scratch;
+    if (mayBlock) {
+      const d = this.finDests[0]!;
+      const need = this.slotsAfterFinalize(d, len, hs);
+      const r = d.to;
+      if (r.space() < need && r.refresh() < need && !this.mayWait(d, need)) {
+        if (d.fullSince < 0) d.fullSince = this.roundNow;
+        if (this.roundNow - d.fullSince < this.stallMs) return false;
+        // Stalled: go on; segments that do not fit drop as rx-ring-full.
+      }
+    }
+    this.finN = n;
+    this.finOut = 0;
+    const gso = s[HEADROOM + 1]! !== VirtioNetGso.NONE;
+    const st = finalizeVirtioNet(s, HEADROOM, len, hs, this.fin, HEADROOM, this.emitFin);
+    this.finN = 0;
+    if (st !== GsoStatus.OK) {
+      this.offload.dropped++;
+      src.drop(OFFLOAD_DROP[st] ?? 'offload-error');
+      return true;
+    }
+    if (gso) {
+      this.offload.segmented++;
+      this.offload.segments += this.finOut;
+    } else {
+      this.offload.checksummed++;
     }
     return true;
   }
 
-  private deliver(d: Port, len: number, hs: number, mayBlock: boolean): boolean {
+  /** Slots the finalised frame(s) may take in `d`'s rx ring (an upper bound, at most the ring). */
+  private slotsAfterFinalize(d: Port, len: number, hs: number): number {
     const s = this.scratch;
-    const hd = d.kind === 'backend' ? d.uplinkVnet : d.region.vnetHdrLen();
-    let start = HEADROOM;
-    let n = len;
-    if (hd !== hs) {
-      if (hs > 0 && (s[HEADROOM] !== 0 || s[HEADROOM + 1] !== 0)) {
-        d.drop(DropReason.vnetMismatch);
-        return true;
-      }
-      start = HEADROOM + hs - hd;
-      n = len - hs + hd;
-      for (let i = 0; i < hd; i++) s[start + i] = 0;
+    const hd = d.vnet();
+    const r = d.to;
+    const frame = len - hs;
+    const gsoSize = s[HEADROOM + 4]! | (s[HEADROOM + 5]! << 8);
+    let need: number;
+    if (s[HEADROOM + 1]! === VirtioNetGso.NONE || gsoSize === 0) {
+      need = r.slotsFor(frame + hd);
+    } else {
+      // Headers are at most 18 + 60 + 60 bytes; every segment carries at least one byte of payload.
+      const segs = Math.ceil(frame / gsoSize);
+      need = segs * r.slotsFor(Math.min(frame, gsoSize + 138) + hd);
     }
+    return Math.min(need, r.numSlots - 1);
+  }
+
+  /** Copy buf[start, start + n) into `d`'s rx ring. See {@link forward} for `mayBlock`. */
+  private put(d: Port, buf: Uint8Array, start: number, n: number, mayBlock: boolean): boolean {
     const r = d.to;
     if (!r.canCarry(n)) {
       d.drop(DropReason.tooBig);
       return true;
     }
-    if (r.writeFrame(s, start, n) || (mayBlock && this.mayWait(d, n) && r.writeFrame(s, start, n))) {
+    if (r.writeFrame(buf, start, n) || (mayBlock && this.mayWait(d, r.slotsFor(n)) && r.writeFrame(buf, start, n))) {
       d.txFrames++;
       d.txBytes += n;
       d.fullSince = -1;
@@ -585,12 +754,12 @@ export class ValeSwitch {
 
   /**
    * `d`'s rx ring is full: publish what we wrote to it so far and ask to be woken when its
-   * reader frees space. Returns true if space appeared meanwhile (try again now).
+   * reader frees `slots` slots. Returns true if space appeared meanwhile (try again now).
    */
-  private mayWait(d: Port, n: number): boolean {
+  private mayWait(d: Port, slots: number): boolean {
     if (d.fullSince >= 0 && this.roundNow - d.fullSince >= this.stallMs) return false;
     if (d.to.publish()) d.toPort.ring();
-    return d.to.armWakeup(d.to.slotsFor(n));
+    return d.to.armWakeup(slots);
   }
 
   private armStallTimer(): void {
@@ -645,4 +814,42 @@ export class ValeSwitch {
 /** A MAC address as a number (48 bits fit a double exactly): no allocation per lookup. */
 function macKey(b: Uint8Array, o: number): number {
   return (b[o]! * 0x10000 + (b[o + 1]! << 8) + b[o + 2]!) * 0x1000000 + ((b[o + 3]! << 16) | (b[o + 4]! << 8) | b[o + 5]!);
+}
+
+/** Drop reasons for finalizeVirtioNet failures, by status. */
+const OFFLOAD_DROP: readonly string[] = GSO_STATUS_NAMES.map((n: string) => `offload-${n}`);
+
+/** The {@link PortOffload} bits a receiver must accept to take a frame with this header as it is. */
+function offloadsNeeded(flags: number, gsoType: number): number {
+  let need = (flags & VirtioNetFlags.NEEDS_CSUM) !== 0 ? PortOffload.CSUM : 0;
+  const t = gsoType & ~VirtioNetGso.ECN;
+  if (t === VirtioNetGso.NONE) return need;
+  // Segments need their checksums computed by whoever cuts them: GSO implies csum.
+  need |= PortOffload.CSUM;
+  if (t === VirtioNetGso.TCPV4) need |= PortOffload.TSO4;
+  else if (t === VirtioNetGso.TCPV6) need |= PortOffload.TSO6;
+  else if (t === VirtioNetGso.UDP || t === VirtioNetGso.UDP_L4) need |= PortOffload.UFO;
+  else need |= UNKNOWN_GSO;
+  if ((gsoType & VirtioNetGso.ECN) !== 0) need |= PortOffload.ECN;
+  return need;
+}
+
+/**
+ * Offer an uplink backend that has no virtio-net header yet a 12-byte (else 10-byte) one with
+ * checksum and TSO offloads, as far as it supports them (connect.ts's rules: TSO needs csum).
+ * Returns the capabilities in force; a backend that refuses keeps plain frames.
+ */
+function offerOffloads(backend: NetBackend): Capabilities {
+  const caps = backend.capabilities();
+  if (caps.vnetHdrLen !== 0 || !caps.supportedOffloads.csum) return caps;
+  const len = caps.supportedVnetHdrLens.includes(12) ? 12 : caps.supportedVnetHdrLens.includes(10) ? 10 : 0;
+  if (len === 0) return caps;
+  const sup = caps.supportedOffloads;
+  try {
+    const got = backend.setCapabilities({ vnetHdrLen: len, offloads: { csum: true, tso4: sup.tso4, tso6: sup.tso6 } });
+    if (got.vnetHdrLen !== 0 && !got.offloads.csum) return backend.setCapabilities({ vnetHdrLen: 0 });
+    return got;
+  } catch {
+    return backend.capabilities();
+  }
 }

@@ -21,3 +21,4 @@ export * from './dhcpv6.ts';
 export * from './dns.ts';
 export * from './tftp.ts';
 export * from './virtio-net.ts';
+export * from './gso.ts';
