@@ -15,7 +15,8 @@
  *   accumulation buffer and written to the host socket once per batch (coalesced writes). The
  *   host socket's unsent bytes are reported to the engine as backlog, which shrinks the window the
  *   guest sees: a slow host peer cannot make us buffer more than `max-flow-buffer`.
- * - Data host → guest: bytes go into the engine's bounded send ring; when it is full the host
+ * - Data host → guest: bytes go into the engine's bounded send ring (copied there straight from
+ *   the HostIo's shared read buffer: `borrowsChunks`); when it is full the host
  *   socket is paused until the engine reports space (`onWritable`). While the backend's receive
  *   side is paused, or the total buffered across flows exceeds `max-total-buffer`, host sockets
  *   stop being read.
@@ -100,6 +101,7 @@ class Flow implements TcpOutput, Keyed6 {
     this.timer = new TimerEntry((now) => {
       if (this.closed) return;
       this.conn.poll(now);
+      // The entry just left the heap (timer.at is Infinity): arm it for whatever is next.
       this.afterEngine();
     });
   }
@@ -110,10 +112,17 @@ class Flow implements TcpOutput, Keyed6 {
     else out.sendTcp6(this.remote6!, this.remotePort, this.guest6!, this.guestPort, hdr, payloadLen, conn, this.conn ? this.conn.sendMss : 1220);
   }
 
-  /** Re-arm the flow timer after the engine ran. */
+  /**
+   * Re-arm the flow timer after the engine ran. Only an earlier deadline moves it: a later one (or
+   * none) leaves it to fire early, poll finds nothing due, and it re-arms then. A request/response
+   * flow moves its deadline on every segment (retransmission timer armed, then cleared by the
+   * ACK); moving the heap entry — and the one host timer behind it — each time cost more than
+   * the occasional early wake-up.
+   */
   afterEngine(): void {
     if (this.closed) return;
-    this.nat.ctx.timers.schedule(this.timer, this.conn.nextDeadline());
+    const at = this.conn.nextDeadline();
+    if (at < this.timer.at) this.nat.ctx.timers.schedule(this.timer, at);
   }
 
   /** Guest → host bytes (borrowed): accumulate for one write per batch. */
@@ -157,12 +166,13 @@ class Flow implements TcpOutput, Keyed6 {
     this.nat.dirty.push(this);
   }
 
-  /** Host → guest bytes (owned by us). */
+  /** Host → guest bytes, borrowed for the call (the HostIo may reuse the buffer: see borrowsChunks). */
   takeFromHost(data: Uint8Array): void {
     if (this.closed) return;
     const n = this.conn.write(data);
     if (n < data.length) {
-      this.pending = n === 0 ? data : data.subarray(n);
+      // Backpressure (rare): keep a copy of what the send ring could not take.
+      this.pending = data.slice(n);
       this.pauseHost();
     }
     this.conn.flush(this.nat.ctx.timers.now());
@@ -197,6 +207,7 @@ class Flow implements TcpOutput, Keyed6 {
 
   hostHandlers(): TcpHandlers {
     return {
+      borrowsChunks: true,
       onConnect: () => {
         if (this.closed) return;
         this.hostConnected = true;
@@ -287,6 +298,11 @@ export class TcpNat {
       maxSegmentPayload: gso ? Math.floor((65535 - 20 - 60) / mss) * mss : 0,
       sendBufferSize: c.maxFlowBuffer,
       recvBufferSize: c.maxFlowBuffer,
+      // The guest's FIN is relayed as a half-close and the host's FIN usually comes back well
+      // within 2 ms: the FIN's ACK rides on ours instead of costing a frame (see connection.ts).
+      // Not for PSH: measured, holding a request's ACK for the answer (pshAckDelayMs: 1) cost
+      // request/response latency here (the timer per request) more than the frame saved.
+      finAckDelayMs: 2,
     });
   }
 

@@ -6,14 +6,23 @@
  * browser embedder can implement it over WebSockets/WebTransport relays. Tests use the Node one
  * on 127.0.0.1.
  *
- * Buffer ownership: data handed to `onData`/`onMessage` belongs to the stack; data passed to
- * `write`/`send` is owned by the HostIo after the call (Node's sockets keep a reference until
- * flushed), so callers hand over bytes they will not reuse.
+ * Buffer ownership: data handed to `onData`/`onMessage` belongs to the stack — unless the stack
+ * sets `borrowsChunks` on its TcpHandlers: then an `onData` chunk is valid only during the call
+ * (the HostIo may read every socket into one shared buffer, with no allocation per read). Data
+ * passed to `write`/`send` is owned by the HostIo after the call (Node's sockets keep a reference
+ * until flushed), so callers hand over bytes they will not reuse.
  */
 
 export interface TcpHandlers {
   onConnect(): void;
+  /** Bytes from the host peer; see `borrowsChunks` for how long the chunk is valid. */
   onData(chunk: Uint8Array): void;
+  /**
+   * True when the stack copies what it keeps from an `onData` chunk before returning: the chunk
+   * may then be a view of a buffer the next read overwrites. Honoured by `connectTcp` (in Node, an
+   * `onread` buffer shared by the HostIo's sockets); otherwise every chunk is the stack's own.
+   */
+  readonly borrowsChunks?: boolean;
   /** The peer half-closed (FIN). */
   onEnd(): void;
   /** Writes flushed below the high-water mark again. */

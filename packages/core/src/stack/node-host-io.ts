@@ -21,6 +21,7 @@ function errInfo(e: unknown): { code: string; message: string } {
 
 function wrapSocket(sock: net.Socket, h: TcpHandlers, connected: boolean): HostTcp {
   let closed = false;
+  // With an `onread` buffer (see connectTcp) data never comes as 'data' events.
   sock.on('data', (chunk: Buffer) => h.onData(chunk));
   sock.on('end', () => h.onEnd());
   sock.on('drain', () => h.onDrain());
@@ -45,7 +46,11 @@ function wrapSocket(sock: net.Socket, h: TcpHandlers, connected: boolean): HostT
     },
     destroy: () => {
       if (sock.destroyed) return;
-      if (typeof sock.resetAndDestroy === 'function' && sock.readyState !== 'opening') sock.resetAndDestroy();
+      // Not while a shutdown (our end()) is in flight: libuv refuses the RST (uv_tcp_close_reset:
+      // EINVAL) and Node 20 then never closes the handle — the fd leaks, 'close' never fires and
+      // process exit spins forever in Environment::CleanupHandles. The FIN is already on its way;
+      // a plain close is the right ending then.
+      if (typeof sock.resetAndDestroy === 'function' && sock.readyState !== 'opening' && !(sock.writableEnded && !sock.writableFinished)) sock.resetAndDestroy();
       else sock.destroy();
     },
     pause: () => sock.pause(),
@@ -84,10 +89,30 @@ export function parseResolvConf(text: string): HostAddr[] {
   return out;
 }
 
+/** Bytes read at most per `read` into the shared buffer (as Node's own default read size). */
+const READ_BUFFER = 64 * 1024;
+
 export function createNodeHostIo(): HostIo {
+  // One read buffer for every connection of this HostIo whose stack borrows chunks: a socket read
+  // then allocates nothing (Node otherwise allocates a 64 KiB ArrayBuffer per read and shrinks
+  // it), and skips the Readable stream's push/'data' path. Safe because the event loop delivers
+  // one read at a time and such a stack copies what it keeps before returning.
+  let shared: Buffer | null = null;
   return {
     connectTcp(to, h) {
-      const sock = net.connect({ host: to.address, port: to.port, family: to.family, allowHalfOpen: true, noDelay: true });
+      const opts: net.NetConnectOpts = { host: to.address, port: to.port, family: to.family, allowHalfOpen: true, noDelay: true };
+      if (h.borrowsChunks) {
+        const buffer = (shared ??= Buffer.allocUnsafe(READ_BUFFER));
+        const onData = h.onData;
+        opts.onread = {
+          buffer,
+          callback: (n: number, buf: Uint8Array) => {
+            onData(buf.subarray(0, n));
+            return true;
+          },
+        };
+      }
+      const sock = net.connect(opts);
       return wrapSocket(sock, h, false);
     },
     connectUnix(path, h) {

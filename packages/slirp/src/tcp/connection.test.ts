@@ -308,6 +308,39 @@ describe('guest → host data and ACKs', () => {
     expect(out[0].ack).toBe(g.gSeq);
   });
 
+  it('with pshAckDelayMs the ACK of a PSH segment waits for host data to ride on, or for its timer', () => {
+    const g = new Guest();
+    g.open({ pshAckDelayMs: 1 });
+    g.send({ flags: ACK | PSH }, bytes(10));
+    expect(g.flush()).toHaveLength(0);
+    expect(g.conn.nextDeadline()).toBe(g.now + 1);
+    g.conn.write(bytes(3));
+    const out = g.flush();
+    expect(out.map((s) => [s.ack, s.payload.length])).toEqual([[g.gSeq, 3]]);
+    // No answer within the delay: a bare ACK when the timer expires.
+    g.send({ flags: ACK | PSH, ack: u32(g.hSeq + 3) }, bytes(10));
+    g.hSeq = u32(g.hSeq + 3);
+    expect(g.flush()).toHaveLength(0);
+    const t0 = g.now;
+    const late = g.tick();
+    expect(g.now).toBe(t0 + 1);
+    expect(late.map((s) => [s.flags, s.ack])).toEqual([[ACK, g.gSeq]]);
+  });
+
+  it('forces no bare window update while the guest has two segments of window left', () => {
+    const g = new Guest();
+    g.open({ recvBufferSize: 256 * 1024 }, { wscale: 7 });
+    // The SYN-ACK advertised 64 KiB (unscaled); the host taking the first bytes could open it to
+    // 256 KiB, but the guest is far from blocked: nothing is sent for that alone.
+    g.send({}, bytes(100));
+    g.conn.setHostBacklog(0);
+    expect(g.flush()).toHaveLength(0);
+    // The ACK that does go out (here: the delayed-ACK timer) carries the larger window.
+    const late = g.tick();
+    expect(late).toHaveLength(1);
+    expect(late[0].window * 2 ** g.conn.rcvWindowScale).toBeGreaterThan(65535);
+  });
+
   it('buffers out-of-order data, SACKs it, and delivers it in order once the hole fills', () => {
     const g = new Guest(1000, true);
     g.open({}, { mss: 1460, tsVal: 1, sackPermitted: true });
@@ -550,6 +583,32 @@ describe('closing', () => {
     g.send({ ack: u32(g.hSeq + 1) });
     expect(g.closed).toBe('fin');
     expect(g.conn.state).toBe('CLOSED');
+  });
+
+  it('with finAckDelayMs the ACK of the guest FIN rides on our FIN when the host closes in time', () => {
+    const g = new Guest();
+    g.open({ finAckDelayMs: 2 });
+    g.send({ flags: ACK | FIN });
+    expect(g.peerFin).toBe(1);
+    expect(g.flush()).toHaveLength(0);
+    expect(g.conn.nextDeadline()).toBe(g.now + 2);
+    g.now += 1;
+    g.conn.shutdownWrite();
+    expect(g.flush().map((s) => [s.flags, s.ack])).toEqual([[ACK | FIN, g.gSeq]]);
+    expect(g.conn.state).toBe('LAST-ACK');
+    g.send({ ack: u32(g.hSeq + 1) });
+    expect(g.closed).toBe('fin');
+  });
+
+  it('with finAckDelayMs the guest FIN is ACKed by the timer while the host keeps its side open', () => {
+    const g = new Guest();
+    g.open({ finAckDelayMs: 2 });
+    g.send({ flags: ACK | FIN });
+    expect(g.flush()).toHaveLength(0);
+    const t0 = g.now;
+    expect(g.tick().map((s) => [s.flags, s.ack])).toEqual([[ACK, g.gSeq]]);
+    expect(g.now).toBe(t0 + 2);
+    expect(g.conn.state).toBe('CLOSE-WAIT');
   });
 
   it('half-close by the host: FIN after queued data, guest data still delivered, TIME-WAIT then closed', () => {

@@ -43,7 +43,9 @@
  *   §3.8.6.2.2) moves the right edge only in steps of min(buffer/2, MSS), and never backwards.
  * - ACKs (RFC 1122 §4.2.3.2, RFC 5681 §4.2): delayed until flush; sent at flush once ≥ 2 full
  *   segments are unacknowledged, when the last in-order segment had PSH (the guest wrote all it
- *   had and may be waiting — avoids the Nagle/delayed-ACK stall), or after `delayedAckMs`. Sent at
+ *   had and may be waiting — avoids the Nagle/delayed-ACK stall; with `pshAckDelayMs` that ACK
+ *   waits that long for our data to carry it), or after `delayedAckMs`. The ACK of a FIN in
+ *   ESTABLISHED waits `finAckDelayMs` for our own FIN (0: at once). Sent at
  *   once (one duplicate ACK per segment, with SACK) for out-of-order data, a filled hole, duplicate
  *   or unacceptable segments, a FIN, and window re-openings.
  * - Closing: guest FIN → `onPeerFin` (the glue half-closes the host socket); host EOF →
@@ -94,6 +96,20 @@ export interface TcpConfig {
   sack?: boolean;
   /** Delayed-ACK timer (RFC 1122 §4.2.3.2 allows up to 500 ms). Default 40 ms, as Linux. */
   delayedAckMs?: number;
+  /**
+   * How long the ACK of a segment with PSH may wait for data of ours to ride on. 0 (default) =
+   * ACK at the flush that processed it. A proxy whose host peer answers within this time then
+   * sends one segment instead of two, as Linux's delayed ACK in interactive ("pingpong") mode
+   * does; bounded by a timer, so a guest whose Nagle waits for the ACK stalls at most this long.
+   */
+  pshAckDelayMs?: number;
+  /**
+   * How long the ACK of the guest's FIN (in ESTABLISHED) may wait for our own FIN to ride on —
+   * Linux does the same when it enters CLOSE-WAIT. 0 (default) = ACK at once. A proxy that
+   * half-closes its host side on the guest's FIN sees the host's FIN back within this time and
+   * answers with one FIN+ACK instead of an ACK and a FIN.
+   */
+  finAckDelayMs?: number;
   initialRtoMs?: number;
   minRtoMs?: number;
   maxRtoMs?: number;
@@ -125,6 +141,8 @@ export interface ResolvedTcpConfig {
   readonly timestamps: boolean;
   readonly sack: boolean;
   readonly delayedAckMs: number;
+  readonly pshAckDelayMs: number;
+  readonly finAckDelayMs: number;
   readonly initialRtoMs: number;
   readonly minRtoMs: number;
   readonly maxRtoMs: number;
@@ -166,6 +184,8 @@ export function resolveTcpConfig(c: TcpConfig = {}): ResolvedTcpConfig {
     timestamps: c.timestamps ?? true,
     sack: c.sack ?? true,
     delayedAckMs: clampInt(c.delayedAckMs, 40, 0, 500),
+    pshAckDelayMs: clampInt(c.pshAckDelayMs, 0, 0, 500),
+    finAckDelayMs: clampInt(c.finAckDelayMs, 0, 0, 500),
     initialRtoMs: clampInt(c.initialRtoMs, 1000, minRtoMs, maxRtoMs),
     minRtoMs,
     maxRtoMs,
@@ -362,6 +382,8 @@ export class TcpConnection implements TcpPayloadSource {
   private ackNow = false;
   private ackPendingBytes = 0;
   private lastPsh = false;
+  /** A FIN from the guest waits for its ACK (see finAckDelayMs). */
+  private finAckPending = false;
   private pureAcks = 0;
 
   // Timers: absolute ms, Infinity = not armed.
@@ -633,7 +655,7 @@ export class TcpConnection implements TcpPayloadSource {
     if (now >= this.persistAt) this.onPersist(now);
     if (now >= this.delackAt) {
       this.delackAt = Infinity;
-      if (this.ackPendingBytes > 0) this.ackNow = true;
+      if (this.ackPendingBytes > 0 || this.finAckPending) this.ackNow = true;
     }
     if (now >= this.keepaliveAt) {
       this.onKeepalive(now);
@@ -668,10 +690,17 @@ export class TcpConnection implements TcpPayloadSource {
       const k = this.pureAcks;
       this.pureAcks = 0;
       for (let i = 0; i < k; i++) this.emitSegment(now, this.sndMax, ACK, 0);
-    } else if (this.ackNow || (this.ackPendingBytes > 0 && (this.lastPsh || this.ackPendingBytes >= 2 * this.rcvMssEst))) {
-      this.emitSegment(now, this.sndMax, ACK, 0);
-    } else if (this.ackPendingBytes > 0 && this.delackAt === Infinity) {
-      this.delackAt = now + this.config.delayedAckMs;
+    } else {
+      const cfg = this.config;
+      const pshDelay = cfg.pshAckDelayMs;
+      const pending = this.ackPendingBytes;
+      if (this.ackNow || (pending > 0 && ((this.lastPsh && pshDelay === 0) || pending >= 2 * this.rcvMssEst))) {
+        this.emitSegment(now, this.sndMax, ACK, 0);
+      } else if (pending > 0 || this.finAckPending) {
+        // No segment of ours went out to carry the ACK: wait for one (or for the timer).
+        const at = now + (this.finAckPending ? cfg.finAckDelayMs : this.lastPsh ? pshDelay : cfg.delayedAckMs);
+        if (at < this.delackAt) this.delackAt = at;
+      }
     }
     // Persist timer (RFC 9293 §3.8.6.1): zero window, nothing in flight, data waiting.
     if (this.sndWnd === 0 && this.persistAt === Infinity && this.sndUna === this.sndMax && this.st !== S_CLOSED) {
@@ -1004,7 +1033,10 @@ export class TcpConnection implements TcpPayloadSource {
     if (this.peerFinPending && rb.nxt === this.peerFinSeq) {
       this.peerFinPending = false;
       rb.nxt = seqAdd(rb.nxt, 1);
-      this.ackNow = true;
+      // In ESTABLISHED our own FIN usually follows soon (the host closes too): let the ACK ride
+      // on it, as Linux does when it enters CLOSE-WAIT. Otherwise ACK at once.
+      if (this.st === S_ESTAB && this.config.finAckDelayMs > 0) this.finAckPending = true;
+      else this.ackNow = true;
       if (this.st === S_ESTAB) this.st = S_CLOSE_WAIT;
       else if (this.st === S_FIN_WAIT_1) this.st = S_CLOSING;
       else this.enterTimeWait(now);
@@ -1035,8 +1067,12 @@ export class TcpConnection implements TcpPayloadSource {
     if (cur < 0) cur = 0;
     const half = this.recvBufferEff() >> 1;
     const step = half < this.rcvMss ? half : this.rcvMss;
-    // Only worth a segment when the window was getting small and can grow by a real step.
-    if (cur < half && avail - cur >= step) this.ackNow = true;
+    // Only worth a segment of its own when the guest may be blocked on it (less than two
+    // segments left) and it can grow by a real step. A guest with more room left is still
+    // sending, and the ACKs that draws carry the larger window anyway; forcing one here would,
+    // on every new connection, send a bare ACK right after the first request (the SYN-ACK's
+    // window is capped at 64 KiB unscaled) instead of letting it ride on the answer.
+    if (cur < half && cur < 2 * this.rcvMss && avail - cur >= step) this.ackNow = true;
   }
 
   private recvBufferEff(): number {
@@ -1221,6 +1257,7 @@ export class TcpConnection implements TcpPayloadSource {
       this.ackNow = false;
       this.ackPendingBytes = 0;
       this.lastPsh = false;
+      this.finAckPending = false;
       this.delackAt = Infinity;
       this.lastAckSent = this.rb.nxt;
     }
@@ -1329,6 +1366,7 @@ export class TcpConnection implements TcpPayloadSource {
     this.keepaliveAt = Infinity;
     this.trimAt = Infinity;
     this.ackNow = false;
+    this.finAckPending = false;
     this.pureAcks = 0;
     this.rtxFirst = false;
     this.synPending = false;
